@@ -1,0 +1,65 @@
+/**
+ * Communication contracts. Communication code knows nothing about heads or sequences: it moves
+ * flat buffers. Every call is logged in the group's CommLog; ranks that disagree on a call (op,
+ * axis or byte size at the same sequence number) get an error naming both, never a hang.
+ */
+import type { Buf } from '../tensor/dtype.js';
+
+export type ReduceOp = 'sum' | 'avg' | 'max';
+export type AxisName = 'world' | 'dp' | 'sp' | 'tp' | 'ulysses' | 'ring' | (string & {});
+export type CommBuf = Buf | Int32Array;
+
+export interface CommRecord {
+  op: 'allReduce' | 'allGather' | 'reduceScatter' | 'allToAll' | 'broadcast' | 'sendRecv' | 'barrier';
+  axis: AxisName;
+  /** Bytes this rank SENDS for the call (algorithms.md §0.1 conventions: ring/bandwidth-optimal). */
+  bytes: number;
+  /** Per-group call counter, identical on every rank of the group for the same call. */
+  seq: number;
+  /** Seconds from start to completion on this rank. */
+  sec: number;
+}
+
+export interface CommLog {
+  readonly records: readonly CommRecord[];
+  totalBytes(filter?: { op?: CommRecord['op']; axis?: AxisName }): number;
+  clear(): void;
+}
+
+/** A group of ranks along one mesh axis (or the whole world). `rank` and `size` are group-local. */
+export interface ProcessGroup {
+  readonly axis: AxisName;
+  readonly rank: number;
+  readonly size: number;
+  /** Global ranks of the members, in group order. */
+  readonly ranks: readonly number[];
+  readonly log: CommLog;
+
+  /** In place: buf = reduce over ranks. */
+  allReduce(buf: CommBuf, op?: ReduceOp): Promise<void>;
+  /** out [size·n] = concat over group ranks of input [n] (rank order). */
+  allGather(out: CommBuf, input: CommBuf): Promise<void>;
+  /** input [size·n]: out [n] = reduce over ranks of their input chunk number `rank`. */
+  reduceScatter(out: CommBuf, input: CommBuf, op?: ReduceOp): Promise<void>;
+  /** input [size·n] in `size` equal chunks; chunk j goes to rank j; out chunk i came from rank i. */
+  allToAll(out: CommBuf, input: CommBuf): Promise<void>;
+  /** buf on every rank = buf of group rank `root`. */
+  broadcast(buf: CommBuf, root: number): Promise<void>;
+  /**
+   * Paired exchange: sends `send` to group rank `dst` and receives into `recv` from group rank
+   * `src`. Start it before computing and await it afterwards to overlap (rings).
+   */
+  sendRecv(send: CommBuf, dst: number, recv: CommBuf, src: number): Promise<void>;
+  barrier(): Promise<void>;
+}
+
+/** One rank's handle on the world: its rank, and groups built over subsets of ranks. */
+export interface World {
+  readonly rank: number;
+  readonly size: number;
+  readonly transport: 'inproc' | 'threads' | 'mpi';
+  /** The group of all ranks. */
+  readonly group: ProcessGroup;
+  /** Collective over the world: every rank must call it with the same `ranksList` in the same order. */
+  newGroup(ranks: readonly number[], axis: AxisName): ProcessGroup;
+}

@@ -1,0 +1,56 @@
+/**
+ * Sequence-parallel attention contracts. The model sees a strategy only through AttentionOp; a
+ * strategy is kernels plus collectives. Layouts say which GLOBAL positions each rank holds, in
+ * local order; RoPE, masks and the data loader all use them.
+ */
+import type { Buf } from '../tensor/dtype.js';
+
+export type SchemeName = 'local' | 'ulysses' | 'ring' | 'zigzag' | 'stripe' | 'rsa' | 'allgather' | 'hybrid';
+
+export interface SeqLayout {
+  /** Global sequence length S (real tokens). */
+  readonly S: number;
+  /** Ranks sharing one sequence. */
+  readonly P: number;
+  /** Global positions of rank r's local tokens, in local order: Int32Array [T]. */
+  positions(rank: number): Int32Array;
+}
+
+/** Dimensions of one attention call on one rank. q: [B, T, H, D]; k, v: [B, T, G, D]; T = S/P. */
+export interface AttnDims {
+  B: number;
+  /** Global sequence length. */
+  S: number;
+  /** Tokens held by this rank. */
+  T: number;
+  H: number;
+  G: number;
+  D: number;
+  causal: boolean;
+  scale: number;
+}
+
+/** What a scheme costs per attention layer per micro-batch, for one rank. */
+export interface AttnCost {
+  flops: number;
+  /** Bytes this rank sends, per mesh axis, forward + backward. */
+  commBytes: Record<string, number>;
+  /** Extra bytes held between forward and backward (beyond q, k, v, out, lse). */
+  savedBytes: number;
+}
+
+/**
+ * Attention bound to a mesh: what the model calls. Inputs are this rank's shards in layout order.
+ * out: [B, T, H, D]; lse: [B, T, H] (float32 or float64, same dtype as out).
+ * backward accumulates dq, dk, dv (the caller zeroes them).
+ */
+export interface AttentionOp {
+  readonly name: SchemeName;
+  readonly layout: SeqLayout;
+  forward(o: { out: Buf; lse: Buf }, i: { q: Buf; k: Buf; v: Buf }, d: AttnDims): Promise<void>;
+  backward(
+    g: { dq: Buf; dk: Buf; dv: Buf },
+    i: { dOut: Buf; q: Buf; k: Buf; v: Buf; out: Buf; lse: Buf },
+    d: AttnDims,
+  ): Promise<void>;
+}
