@@ -27,6 +27,11 @@ export class Rng {
     return Array.from(this.s);
   }
 
+  setState(st: readonly number[]): void {
+    if (st.length !== 4) throw new Error(`Rng state must be 4 words, got ${st.length}`);
+    this.s.set(st.map((v) => v >>> 0));
+  }
+
   /** Uniform uint32. */
   nextU32(): number {
     const s = this.s;

@@ -1,0 +1,103 @@
+/**
+ * `seqpar train`: validates everything (options, data, checkpoint) BEFORE writing anything, then
+ * trains on one rank in-process or launches N ranks. Exit codes: 0 done, 2 invalid input, 1 failure.
+ */
+import { loadCheckpoint } from '../train/checkpoint.js';
+import { loadBrownCorpus, loadFileCorpus, type Corpus } from '../train/data.js';
+import { flagOf, validateOptions, type TrainOptions } from '../train/options.js';
+import { trainRank } from '../train/trainer.js';
+import { selectKernels } from '../kernels/index.js';
+import { createLocalAttention } from '../parallel/local.js';
+import { launchTraining } from '../train/launch.js';
+import { parseTrainArgs, TRAIN_HELP, UsageError } from './args.js';
+import { formatBytes, formatSec, Progress } from './progress.js';
+
+const MODEL_KEYS: (keyof TrainOptions)[] = ['width', 'layers', 'heads', 'kvHeads', 'ffn', 'norm', 'activation', 'tiedHead', 'bias', 'dtype'];
+
+/** Resolves options (flags, config, checkpoint) and loads the data; throws UsageError on bad input. */
+export function prepareTraining(argv: readonly string[]): { options: TrainOptions; corpus: Corpus } | 'help' {
+  const parsed = parseTrainArgs(argv);
+  if (parsed.help) return 'help';
+  let o = parsed.options;
+  if (o.resume) {
+    let ck;
+    try {
+      ck = loadCheckpoint(o.resume);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    const saved = ck.state.train as unknown as TrainOptions;
+    for (const k of MODEL_KEYS) {
+      if (parsed.explicit.has(k) && saved[k] !== o[k]) throw new UsageError(`${flagOf(k)} ${String(o[k])}: differs from the checkpoint's ${String(saved[k])}`);
+    }
+    const merged = { ...saved } as TrainOptions;
+    for (const k of parsed.explicit) (merged as unknown as Record<string, unknown>)[k] = o[k];
+    merged.resume = o.resume;
+    if (ck.state.step >= merged.steps) throw new UsageError(`--steps ${merged.steps}: the checkpoint is already at step ${ck.state.step}`);
+    o = merged;
+  }
+  try {
+    validateOptions(o);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  let corpus: Corpus;
+  try {
+    corpus = o.data ? loadFileCorpus(o.data) : loadBrownCorpus();
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const need = o.seqLen + 2;
+  if (corpus.train.length < need || corpus.val.length < need) {
+    throw new UsageError(`--seq-len ${o.seqLen}: data '${corpus.name}' has ${corpus.train.length} train / ${corpus.val.length} validation bytes, too few for one window`);
+  }
+  return { options: o, corpus };
+}
+
+export async function runTrainCommand(argv: readonly string[]): Promise<number> {
+  let prep;
+  try {
+    prep = prepareTraining(argv);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`seqpar train: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  if (prep === 'help') {
+    process.stdout.write(TRAIN_HELP);
+    return 0;
+  }
+  const { options: o, corpus } = prep;
+  const every = o.logEvery > 1 ? o.logEvery : Math.max(1, Math.round(o.steps / 30));
+  const progress = new Progress(process.stderr, every, o.quiet);
+  const t0 = performance.now();
+  let result: { valBpb: number | null; peakBytes: number; losses: number[] };
+  if (o.ranks === 1) {
+    const sel = selectKernels(o.backend);
+    if (sel.warning) process.stderr.write(`seqpar: ${sel.warning}\n`);
+    if (!o.quiet) process.stderr.write(`seqpar: training on ${corpus.name} (${formatBytes(corpus.train.length)} train) with the ${sel.kernels.name} backend, ${o.dtype}\n`);
+    const attn = createLocalAttention(sel.kernels, o.seqLen);
+    result = await trainRank(o, corpus, {
+      kernels: sel.kernels,
+      rank: 0,
+      dpRank: 0,
+      dp: 1,
+      spRank: 0,
+      sp: 1,
+      attn,
+      allReduceSum: async () => {},
+    }, (m, total) => progress.update(m, total));
+  } else {
+    result = await launchTraining(o, (m, total) => progress.update(m, total));
+  }
+  const sec = (performance.now() - t0) / 1000;
+  if (!o.quiet) {
+    const last = result.losses[result.losses.length - 1];
+    process.stderr.write(
+      `seqpar: done in ${formatSec(sec)}: train loss ${last?.toFixed(4)}, validation ${result.valBpb?.toFixed(3)} bits/byte, peak ${formatBytes(result.peakBytes)} per rank${o.out ? `, wrote ${o.out}` : ''}\n`,
+    );
+  }
+  return 0;
+}

@@ -1,0 +1,174 @@
+/**
+ * GPT language model over local token shards: embedding → L blocks → final norm → head → fused
+ * cross-entropy. Buffers are sized once for a local batch shape (B sequences × T tokens) and
+ * reused every step. The attention op, the global positions of the local tokens and the global
+ * sequence length are given per call, so the model knows nothing about how a sequence is split.
+ */
+import type { Buf, DType } from '../tensor/dtype.js';
+import type { Arena } from '../tensor/arena.js';
+import type { Kernels } from '../kernels/types.js';
+import type { AttentionOp, AttnDims } from '../parallel/types.js';
+import { headDim, validateConfig, type GPTConfig } from './config.js';
+import { ParamStore } from './params.js';
+import { blockActSizes, headActSizes, backwardScratchSizes, type RowShape } from './sizes.js';
+import { blockBackward, blockForward, type BlockActs, type BlockCtx, type BlockScratch } from './block.js';
+
+export interface GPTOptions {
+  config: GPTConfig;
+  kernels: Kernels;
+  arena: Arena;
+  dtype: DType;
+  rows: RowShape;
+  /** Activation checkpointing: keep only block inputs, recompute each block in backward. */
+  checkpoint?: boolean;
+}
+
+export interface StepInput {
+  /** [B·T] local input tokens, in layout order. */
+  tokens: Int32Array;
+  /** [B·T] local next-token targets (label shift done on the GLOBAL sequence before sharding). */
+  targets: Int32Array;
+  /** [T] global positions of the local tokens. */
+  pos: Int32Array;
+  /** Global sequence length. */
+  S: number;
+  attn: AttentionOp;
+}
+
+export const IGNORE_INDEX = -1;
+
+function allocRecord<K extends string>(arena: Arena, cat: 'activations' | 'scratch', sizes: Record<K, number>, dtype: DType): Record<K, Buf> {
+  const out = {} as Record<K, Buf>;
+  for (const k of Object.keys(sizes) as K[]) out[k] = arena.alloc(cat, sizes[k], dtype);
+  return out;
+}
+
+export class GPT {
+  readonly cfg: GPTConfig;
+  readonly k: Kernels;
+  readonly store: ParamStore;
+  readonly params: Buf;
+  readonly grads: Buf;
+  readonly rows: RowShape;
+  readonly checkpoint: boolean;
+  private acts: BlockActs[];
+  private head: Record<keyof ReturnType<typeof headActSizes>, Buf>;
+  private scratch: BlockScratch & { dResid: Buf; dLogits: Buf };
+  private last: StepInput | null = null;
+
+  constructor(o: GPTOptions) {
+    validateConfig(o.config);
+    this.cfg = o.config;
+    this.k = o.kernels;
+    this.rows = o.rows;
+    this.checkpoint = !!o.checkpoint;
+    this.store = new ParamStore(o.config);
+    this.params = o.arena.alloc('params', this.store.size, o.dtype);
+    this.grads = o.arena.alloc('grads', this.store.size, o.dtype);
+    const nActs = this.checkpoint ? 1 : o.config.layers;
+    this.acts = Array.from({ length: nActs }, () => allocRecord(o.arena, 'activations', blockActSizes(o.config, o.rows), o.dtype) as BlockActs);
+    this.head = allocRecord(o.arena, 'activations', headActSizes(o.config, o.rows), o.dtype);
+    this.scratch = allocRecord(o.arena, 'scratch', backwardScratchSizes(o.config, o.rows), o.dtype) as BlockScratch & { dResid: Buf; dLogits: Buf };
+  }
+
+  private ctx(inp: StepInput): BlockCtx {
+    const D = headDim(this.cfg);
+    const dims: AttnDims = {
+      B: this.rows.B,
+      S: inp.S,
+      T: this.rows.T,
+      H: this.cfg.heads,
+      G: this.cfg.kvHeads,
+      D,
+      causal: true,
+      scale: 1 / Math.sqrt(D),
+    };
+    return { cfg: this.cfg, k: this.k, store: this.store, params: this.params, grads: this.grads, attn: inp.attn, pos: inp.pos, dims };
+  }
+
+  private resid(l: number): Buf {
+    const NC = this.rows.B * this.rows.T * this.cfg.width;
+    return this.head.resid.subarray(l * NC, (l + 1) * NC);
+  }
+
+  private headWeight(buf: Buf): Buf {
+    return this.store.view(buf, this.cfg.tiedHead ? 'wte' : 'lm_head.weight');
+  }
+
+  /** Runs the forward pass; returns the SUM of token losses (nats) and the count of counted targets. */
+  async forward(inp: StepInput): Promise<{ lossSum: number; count: number }> {
+    const { cfg, k, rows } = this;
+    const N = rows.B * rows.T;
+    if (inp.tokens.length !== N || inp.targets.length !== N || inp.pos.length !== rows.T) {
+      throw new Error(`model: expected ${N} tokens/targets and ${rows.T} positions, got ${inp.tokens.length}/${inp.targets.length}/${inp.pos.length}`);
+    }
+    this.last = inp;
+    const c = this.ctx(inp);
+    k.embeddingForward({ out: this.resid(0) }, { tokens: inp.tokens, weight: this.store.view(this.params, 'wte') }, { N, C: cfg.width });
+    for (let l = 0; l < cfg.layers; l++) {
+      await blockForward(c, l, this.acts[this.checkpoint ? 0 : l]!, this.scratch, this.resid(l), this.resid(l + 1));
+    }
+    const h = this.head;
+    const C = cfg.width;
+    if (cfg.norm === 'layernorm') {
+      k.layerNormForward(
+        { out: h.lnf, mean: h.lnfMean, rstd: h.lnfRstd },
+        { x: this.resid(cfg.layers), weight: this.store.view(this.params, 'lnf.weight'), bias: this.store.view(this.params, 'lnf.bias') },
+        { N, C, eps: cfg.normEps },
+      );
+    } else {
+      k.rmsNormForward({ out: h.lnf, rstd: h.lnfRstd }, { x: this.resid(cfg.layers), weight: this.store.view(this.params, 'lnf.weight') }, { N, C, eps: cfg.normEps });
+    }
+    k.matmulForward({ out: h.logits }, { x: h.lnf, weight: this.headWeight(this.params), bias: null }, { N, K: C, M: cfg.vocab });
+    const count = k.crossEntropyForward({ losses: h.losses, lse: h.ceLse }, { logits: h.logits, targets: inp.targets }, { N, V: cfg.vocab, ignoreIndex: IGNORE_INDEX });
+    let lossSum = 0;
+    for (let n = 0; n < N; n++) lossSum += h.losses[n]!;
+    return { lossSum, count };
+  }
+
+  /**
+   * Backward of the last forward, with d(loss)/d(token loss) = scale for every counted token
+   * (scale = 1 / global count of counted tokens). Accumulates into `grads`.
+   */
+  async backward(scale: number): Promise<void> {
+    const inp = this.last;
+    if (!inp) throw new Error('model: backward called before forward');
+    const { cfg, k, rows } = this;
+    const N = rows.B * rows.T;
+    const C = cfg.width;
+    const c = this.ctx(inp);
+    const h = this.head;
+    const s = this.scratch;
+    s.dLogits.fill(0);
+    k.crossEntropyBackward({ dLogits: s.dLogits }, { logits: h.logits, lse: h.ceLse, targets: inp.targets }, { N, V: cfg.vocab, ignoreIndex: IGNORE_INDEX, scale });
+    s.dNorm.fill(0);
+    k.matmulBackward({ dx: s.dNorm, dWeight: this.headWeight(this.grads), dBias: null }, { dOut: s.dLogits, x: h.lnf, weight: this.headWeight(this.params) }, { N, K: C, M: cfg.vocab });
+    s.dResid.fill(0);
+    const xL = this.resid(cfg.layers);
+    if (cfg.norm === 'layernorm') {
+      k.layerNormBackward(
+        { dx: s.dResid, dWeight: this.store.view(this.grads, 'lnf.weight'), dBias: this.store.view(this.grads, 'lnf.bias') },
+        { dOut: s.dNorm, x: xL, weight: this.store.view(this.params, 'lnf.weight'), mean: h.lnfMean, rstd: h.lnfRstd },
+        { N, C },
+      );
+    } else {
+      k.rmsNormBackward(
+        { dx: s.dResid, dWeight: this.store.view(this.grads, 'lnf.weight') },
+        { dOut: s.dNorm, x: xL, weight: this.store.view(this.params, 'lnf.weight'), rstd: h.lnfRstd },
+        { N, C },
+      );
+    }
+    for (let l = cfg.layers - 1; l >= 0; l--) {
+      const a = this.acts[this.checkpoint ? 0 : l]!;
+      // Recompute this block's activations from its saved input (the output is rewritten unchanged).
+      if (this.checkpoint) await blockForward(c, l, a, s, this.resid(l), this.resid(l + 1));
+      await blockBackward(c, l, a, s, this.resid(l), s.dResid);
+    }
+    k.embeddingBackward({ dWeight: this.store.view(this.grads, 'wte') }, { dOut: s.dResid, tokens: inp.tokens }, { N, C });
+  }
+
+  /** Logits of the last forward: [B·T, V]. */
+  logits(): Buf {
+    return this.head.logits;
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * Training options: one flat record shared by the CLI flags, --config FILE.json and the
+ * checkpoint sidecar. Every value is validated here with a one-line error naming the option.
+ */
+import { DEFAULT_CONFIG, validateConfig, type GPTConfig } from '../model/config.js';
+
+export interface TrainOptions {
+  steps: number;
+  seqLen: number;
+  batch: number;
+  lr: number;
+  minLrFrac: number;
+  warmup: number;
+  gradAccum: number;
+  clip: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  width: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  ffn: number;
+  norm: GPTConfig['norm'];
+  activation: GPTConfig['activation'];
+  tiedHead: boolean;
+  bias: boolean;
+  dtype: 'float32' | 'float64';
+  data: string | null;
+  out: string | null;
+  resume: string | null;
+  seed: number;
+  evalEvery: number;
+  evalBatches: number;
+  checkpointEvery: number;
+  ckptActivations: boolean;
+  backend: 'auto' | 'js' | 'native';
+  threads: number;
+  ranks: number;
+  transport: 'inproc' | 'threads';
+  sp: number;
+  spScheme: 'local' | 'ulysses' | 'ring' | 'zigzag' | 'stripe' | 'rsa' | 'allgather' | 'hybrid';
+  dp: number;
+  ulysses: number;
+  logEvery: number;
+  quiet: boolean;
+}
+
+/** Defaults sized so `npx seqpar train` finishes in a few minutes on 2 cores. */
+export const DEFAULT_OPTIONS: TrainOptions = {
+  steps: 300,
+  seqLen: 128,
+  batch: 8,
+  lr: 3e-3,
+  minLrFrac: 0.1,
+  warmup: 20,
+  gradAccum: 1,
+  clip: 1.0,
+  weightDecay: 0.1,
+  beta1: 0.9,
+  beta2: 0.95,
+  width: 96,
+  layers: 3,
+  heads: 4,
+  kvHeads: 4,
+  ffn: 384,
+  norm: 'layernorm',
+  activation: 'gelu',
+  tiedHead: false,
+  bias: true,
+  dtype: 'float32',
+  data: null,
+  out: null,
+  resume: null,
+  seed: 1337,
+  evalEvery: 100,
+  evalBatches: 4,
+  checkpointEvery: 0,
+  ckptActivations: false,
+  backend: 'auto',
+  threads: 1,
+  ranks: 1,
+  transport: 'threads',
+  sp: 1,
+  spScheme: 'local',
+  dp: 1,
+  ulysses: 1,
+  logEvery: 1,
+  quiet: false,
+};
+
+export const CHOICES: Partial<Record<keyof TrainOptions, readonly string[]>> = {
+  norm: ['layernorm', 'rmsnorm'],
+  activation: ['gelu', 'swiglu'],
+  dtype: ['float32', 'float64'],
+  backend: ['auto', 'js', 'native'],
+  transport: ['inproc', 'threads'],
+  spScheme: ['local', 'ulysses', 'ring', 'zigzag', 'stripe', 'rsa', 'allgather', 'hybrid'],
+};
+
+const POSITIVE_INT: (keyof TrainOptions)[] = ['steps', 'seqLen', 'batch', 'gradAccum', 'width', 'layers', 'heads', 'kvHeads', 'ffn', 'evalBatches', 'threads', 'ranks', 'sp', 'dp', 'ulysses', 'logEvery'];
+const NONNEG_INT: (keyof TrainOptions)[] = ['warmup', 'evalEvery', 'checkpointEvery', 'seed'];
+
+/** camelCase option → its CLI flag, for messages. */
+export function flagOf(k: string): string {
+  return '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+}
+
+export function modelConfigOf(o: TrainOptions): GPTConfig {
+  return {
+    ...DEFAULT_CONFIG,
+    width: o.width,
+    layers: o.layers,
+    heads: o.heads,
+    kvHeads: o.kvHeads,
+    ffn: o.ffn,
+    norm: o.norm,
+    activation: o.activation,
+    tiedHead: o.tiedHead,
+    bias: o.bias,
+  };
+}
+
+/** Throws `--flag value: why` for the first invalid option. */
+export function validateOptions(o: TrainOptions): void {
+  const f = flagOf;
+  for (const k of POSITIVE_INT) {
+    const v = o[k] as number;
+    if (!Number.isInteger(v) || v <= 0) throw new Error(`${f(k)} ${v}: must be a positive integer`);
+  }
+  for (const k of NONNEG_INT) {
+    const v = o[k] as number;
+    if (!Number.isInteger(v) || v < 0) throw new Error(`${f(k)} ${v}: must be a non-negative integer`);
+  }
+  for (const [k, allowed] of Object.entries(CHOICES)) {
+    const v = o[k as keyof TrainOptions] as string;
+    if (!allowed!.includes(v)) throw new Error(`${f(k)} ${v}: must be one of ${allowed!.join('|')}`);
+  }
+  const pos = (k: keyof TrainOptions) => {
+    const v = o[k] as number;
+    if (!(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw new Error(`${f(k)} ${v}: must be a positive number`);
+  };
+  pos('lr');
+  for (const k of ['clip', 'weightDecay', 'minLrFrac'] as const) {
+    if (!(Number.isFinite(o[k]) && o[k] >= 0)) throw new Error(`${f(k)} ${o[k]}: must be a non-negative number`);
+  }
+  for (const k of ['beta1', 'beta2'] as const) {
+    if (!(o[k] >= 0 && o[k] < 1)) throw new Error(`${f(k)} ${o[k]}: must be in [0, 1)`);
+  }
+  if (o.width % o.heads !== 0) throw new Error(`--heads ${o.heads}: must divide --width ${o.width}`);
+  if (o.heads % o.kvHeads !== 0) throw new Error(`--kv-heads ${o.kvHeads}: must divide --heads ${o.heads}`);
+  if ((o.width / o.heads) % 2 !== 0) throw new Error(`--width ${o.width} / --heads ${o.heads} = head dim ${o.width / o.heads}: must be even (RoPE)`);
+  if (o.dp * o.sp !== o.ranks) throw new Error(`--ranks ${o.ranks}: must equal --dp ${o.dp} × --sp ${o.sp} = ${o.dp * o.sp}`);
+  if (o.sp === 1 && o.spScheme !== 'local' && o.ranks === 1) {
+    // A scheme over one rank is the local kernel; allowed (P = 1 degenerates exactly).
+  }
+  if (o.sp > 1 && o.spScheme === 'local') throw new Error(`--sp ${o.sp}: needs --sp-scheme (ulysses|ring|zigzag|stripe|rsa|allgather|hybrid)`);
+  validateConfig(modelConfigOf(o));
+}

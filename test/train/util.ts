@@ -1,0 +1,44 @@
+/** Tiny training setups shared by the training tests. */
+import { DEFAULT_OPTIONS, type TrainOptions } from '../../src/train/options.js';
+import type { Corpus } from '../../src/train/data.js';
+import { trainRank, type TrainResult } from '../../src/train/trainer.js';
+import { jsKernels } from '../../src/kernels/js/index.js';
+import { createLocalAttention } from '../../src/parallel/local.js';
+import { Rng } from '../../src/tensor/rng.js';
+
+export function tinyOptions(over: Partial<TrainOptions> = {}): TrainOptions {
+  return {
+    ...DEFAULT_OPTIONS,
+    steps: 6,
+    seqLen: 16,
+    batch: 2,
+    width: 16,
+    layers: 2,
+    heads: 2,
+    kvHeads: 2,
+    ffn: 32,
+    warmup: 2,
+    lr: 1e-2,
+    evalEvery: 3,
+    evalBatches: 1,
+    quiet: true,
+    ...over,
+  };
+}
+
+/** A small synthetic corpus with structure (repeated phrases) so losses move. */
+export function tinyCorpus(seed = 3): Corpus {
+  const words = ['the ', 'ring ', 'attention ', 'splits ', 'a ', 'sequence ', 'across ', 'ranks. '];
+  const rng = new Rng(seed);
+  const mk = (n: number) => {
+    let s = '';
+    while (s.length < n) s += words[rng.int(words.length)];
+    return new TextEncoder().encode(s.slice(0, n));
+  };
+  return { name: 'tiny', train: mk(4000), val: mk(600) };
+}
+
+export async function trainLocal(o: TrainOptions, corpus: Corpus = tinyCorpus()): Promise<TrainResult> {
+  const attn = createLocalAttention(jsKernels, o.seqLen);
+  return trainRank(o, corpus, { kernels: jsKernels, rank: 0, dpRank: 0, dp: 1, spRank: 0, sp: 1, attn, allReduceSum: async () => {} });
+}
