@@ -5,12 +5,10 @@
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { loadBrownCorpus, loadFileCorpus, type Corpus } from '../train/data.js';
 import { flagOf, validateOptions, type TrainOptions } from '../train/options.js';
-import { trainRank } from '../train/trainer.js';
-import { selectKernels } from '../kernels/index.js';
-import { createLocalAttention } from '../parallel/local.js';
 import { launchTraining } from '../train/launch.js';
+import { validateScheme } from '../parallel/index.js';
 import { parseTrainArgs, TRAIN_HELP, UsageError } from './args.js';
-import { formatBytes, formatSec, Progress } from './progress.js';
+import { formatBytes, formatSec } from '../train/progress.js';
 
 const MODEL_KEYS: (keyof TrainOptions)[] = ['width', 'layers', 'heads', 'kvHeads', 'ffn', 'norm', 'activation', 'tiedHead', 'bias', 'dtype'];
 
@@ -38,6 +36,7 @@ export function prepareTraining(argv: readonly string[]): { options: TrainOption
   }
   try {
     validateOptions(o);
+    if (o.spScheme !== 'local') validateScheme(o.spScheme, { S: o.seqLen, P: o.sp, H: o.heads, G: o.kvHeads, ulysses: o.spScheme === 'hybrid' ? o.ulysses : undefined });
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
@@ -70,33 +69,19 @@ export async function runTrainCommand(argv: readonly string[]): Promise<number> 
     return 0;
   }
   const { options: o, corpus } = prep;
-  const every = o.logEvery > 1 ? o.logEvery : Math.max(1, Math.round(o.steps / 30));
-  const progress = new Progress(process.stderr, every, o.quiet);
-  const t0 = performance.now();
-  let result: { valBpb: number | null; peakBytes: number; losses: number[] };
-  if (o.ranks === 1) {
-    const sel = selectKernels(o.backend);
-    if (sel.warning) process.stderr.write(`seqpar: ${sel.warning}\n`);
-    if (!o.quiet) process.stderr.write(`seqpar: training on ${corpus.name} (${formatBytes(corpus.train.length)} train) with the ${sel.kernels.name} backend, ${o.dtype}\n`);
-    const attn = createLocalAttention(sel.kernels, o.seqLen);
-    result = await trainRank(o, corpus, {
-      kernels: sel.kernels,
-      rank: 0,
-      dpRank: 0,
-      dp: 1,
-      spRank: 0,
-      sp: 1,
-      attn,
-      allReduceSum: async () => {},
-    }, (m, total) => progress.update(m, total));
-  } else {
-    result = await launchTraining(o, (m, total) => progress.update(m, total));
+  if (!o.quiet) {
+    const what = o.ranks > 1 ? `${o.ranks} ranks (${o.transport}; dp=${o.dp}, sp=${o.sp} ${o.spScheme})` : 'one rank';
+    process.stderr.write(`seqpar: training on ${corpus.name} (${formatBytes(corpus.train.length)} train), ${what}, ${o.dtype}\n`);
   }
+  const t0 = performance.now();
+  const results = await launchTraining(o);
+  const result = results[0]!;
+  const peakBytes = Math.max(...results.map((r) => r.peakBytes));
   const sec = (performance.now() - t0) / 1000;
   if (!o.quiet) {
     const last = result.losses[result.losses.length - 1];
     process.stderr.write(
-      `seqpar: done in ${formatSec(sec)}: train loss ${last?.toFixed(4)}, validation ${result.valBpb?.toFixed(3)} bits/byte, peak ${formatBytes(result.peakBytes)} per rank${o.out ? `, wrote ${o.out}` : ''}\n`,
+      `seqpar: done in ${formatSec(sec)}: train loss ${last?.toFixed(4)}, validation ${result.valBpb?.toFixed(3)} bits/byte, peak ${formatBytes(peakBytes)} per rank (${result.backend} backend)${o.out ? `, wrote ${o.out}` : ''}\n`,
     );
   }
   return 0;

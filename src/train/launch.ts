@@ -1,7 +1,12 @@
-/** Multi-rank training launcher (filled in with the comm layer). */
+/** Starts a training job on N ranks (worker threads by default, or inproc) and gathers results. */
+import { runRanks } from '../comm/run.js';
 import type { TrainOptions } from './options.js';
-import type { StepMetrics } from './trainer.js';
+import type { RankArgs, RankResult } from './rank-entry.js';
 
-export async function launchTraining(o: TrainOptions, _onStep: (m: StepMetrics, total: number) => void): Promise<{ valBpb: number | null; peakBytes: number; losses: number[] }> {
-  throw new Error(`--ranks ${o.ranks}: multi-rank training is not available yet`);
+export async function launchTraining(o: TrainOptions, extra: Omit<RankArgs, 'options'> = {}): Promise<RankResult[]> {
+  const args: RankArgs = { options: o, ...extra };
+  const entry = { module: new URL('./rank-entry.js', import.meta.url), fn: 'trainEntry', args };
+  // One rank needs no workers: run it in this thread.
+  const transport = o.ranks === 1 ? 'inproc' : o.transport;
+  return runRanks<RankResult>(o.ranks, entry, { transport, timeoutMs: 0 });
 }

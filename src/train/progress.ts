@@ -1,5 +1,5 @@
 /** One-line progress: step, loss, validation bits/byte, tokens/s, ETA, peak memory. */
-import type { StepMetrics } from '../train/trainer.js';
+import type { StepMetrics } from './trainer.js';
 
 export function formatBytes(n: number): string {
   const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
