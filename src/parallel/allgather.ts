@@ -1,0 +1,110 @@
+/**
+ * All-gather context parallelism (algorithms.md §2.5 "llama3", TE `all_gather`): every rank gathers
+ * all keys/values, runs its own queries against them with the global positions, and backward
+ * reduce-scatters the dK/dV contributions back to their owners. The gathered blocks stay in rank
+ * order and are folded one by one (each is a contiguous [B, T, G, D] block), so no reordering copy
+ * is needed for any layout; blocks entirely in a causal future are skipped.
+ *
+ * Layout: contiguous (llama3; causal work is imbalanced) or zigzag (TE/Llama-3 paper; balanced).
+ */
+import type { Buf } from '../tensor/dtype.js';
+import type { Kernels } from '../kernels/types.js';
+import type { ProcessGroup } from '../comm/types.js';
+import type { AttentionOp, AttnDims } from './types.js';
+import { contiguousLayout, zigzagLayout, type ChunkedLayout } from './layout.js';
+import { blockDims, checkShapes } from './local.js';
+import { Scratch } from './util.js';
+
+export interface AllGatherOptions {
+  layout?: 'contiguous' | 'zigzag';
+}
+
+function minMax(p: Int32Array): [number, number] {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const x of p) {
+    if (x < lo) lo = x;
+    if (x > hi) hi = x;
+  }
+  return [lo, hi];
+}
+
+export function createAllGatherAttention(
+  group: ProcessGroup,
+  kernels: Kernels,
+  S: number,
+  opts: AllGatherOptions = {},
+): AttentionOp & { readonly scratch: Scratch; readonly positions: Int32Array } {
+  const P = group.size;
+  const r = group.rank;
+  const layout: ChunkedLayout = opts.layout === 'zigzag' ? zigzagLayout(S, P, 'allgather') : contiguousLayout(S, P, 'allgather');
+  const pos = Array.from({ length: P }, (_, j) => layout.positions(j));
+  const [, qHi] = minMax(pos[r]!);
+  // A block can be skipped under a causal mask when all its keys come after all our queries.
+  const visible = pos.map((p) => minMax(p)[0] <= qHi);
+  const scratch = new Scratch();
+  const check = (d: AttnDims) => {
+    if (d.S !== S || d.T !== layout.T) throw new Error(`allgather: dims S=${d.S} T=${d.T} but op built for S=${S}, sp=${P} (T=${layout.T})`);
+    if (d.H % d.G !== 0) throw new Error(`allgather: heads H=${d.H} not divisible by kv heads G=${d.G}`);
+  };
+
+  /** [B, T, G, D] k|v -allGather(sp)-> P × [2, B, T, G, D], rank-major. */
+  const gatherKV = async (k: Buf, v: Buf, n: number): Promise<Buf> => {
+    const mine = scratch.alloc(k, 2 * n);
+    mine.set(k, 0);
+    mine.set(v, n);
+    const all = scratch.alloc(k, 2 * n * P);
+    await group.allGather(all, mine);
+    return all;
+  };
+
+  return {
+    name: 'allgather',
+    layout,
+    scratch,
+    positions: pos[r]!,
+    async forward(o, i, d) {
+      check(d);
+      checkShapes('allgather', d, { ...o, ...i });
+      scratch.begin();
+      const n = d.B * d.T * d.G * d.D;
+      const all = await gatherKV(i.k, i.v, n);
+      o.out.fill(0);
+      o.lse.fill(-Infinity);
+      const dims = blockDims(d, d.T, d.T);
+      for (let j = 0; j < P; j++) {
+        if (d.causal && !visible[j]) continue;
+        const base = 2 * n * j;
+        kernels.attnForward(o, { q: i.q, k: all.subarray(base, base + n), v: all.subarray(base + n, base + 2 * n), qPos: pos[r]!, kPos: pos[j]! }, dims);
+      }
+    },
+    async backward(g, i, d) {
+      check(d);
+      checkShapes('allgather', d, { ...g, ...i });
+      scratch.begin();
+      const n = d.B * d.T * d.G * d.D;
+      const all = await gatherKV(i.k, i.v, n);
+      const delta = scratch.alloc(i.out, d.B * d.T * d.H);
+      kernels.attnDelta({ delta }, { dOut: i.dOut, out: i.out }, { B: d.B, T: d.T, H: d.H, D: d.D });
+      // dK|dV contributions of our queries to every rank's block: P × [2, B, T, G, D].
+      const dAll = scratch.alloc(g.dk, 2 * n * P);
+      const dims = blockDims(d, d.T, d.T);
+      for (let j = 0; j < P; j++) {
+        if (d.causal && !visible[j]) continue;
+        const base = 2 * n * j;
+        kernels.attnBackward(
+          { dq: g.dq, dk: dAll.subarray(base, base + n), dv: dAll.subarray(base + n, base + 2 * n) },
+          { dOut: i.dOut, q: i.q, k: all.subarray(base, base + n), v: all.subarray(base + n, base + 2 * n), out: i.out, lse: i.lse, delta, qPos: pos[r]!, kPos: pos[j]! },
+          dims,
+        );
+      }
+      const mine = scratch.alloc(g.dk, 2 * n);
+      // P × [2, B, T, G, D] dK|dV -reduceScatter(sp, sum)-> [2, B, T, G, D] of our own block.
+      await group.reduceScatter(mine, dAll, 'sum');
+      for (let e = 0; e < n; e++) {
+        g.dk[e] = g.dk[e]! + mine[e]!;
+        g.dv[e] = g.dv[e]! + mine[n + e]!;
+      }
+    },
+  };
+}

@@ -1,0 +1,175 @@
+/**
+ * Library entry: run one sequence-parallel attention scheme over P ranks on GLOBAL tensors and get
+ * global results back. Each rank takes its shard by the scheme's layout, runs forward (and backward
+ * when dOut is given) through the same AttentionOp the trainer uses, and the shards are put back in
+ * global token order. Inproc by default (all ranks in this thread); 'threads' runs one worker per
+ * rank with the js kernels.
+ */
+import type { Buf, DType } from '../tensor/dtype.js';
+import { allocBuf, dtypeOf } from '../tensor/dtype.js';
+import type { Kernels } from '../kernels/types.js';
+import type { CommRecord, World } from '../comm/types.js';
+import { runRanks } from '../comm/run.js';
+import type { ThreadsPool } from '../comm/threads/launcher.js';
+import { DeviceMesh } from '../comm/mesh.js';
+import { jsKernels } from '../kernels/js/index.js';
+import type { AttnDims, SchemeName } from './types.js';
+import { gatherTokens, unshardTokens } from './layout.js';
+import { createAttention, layoutFor, validateScheme } from './index.js';
+
+export interface DistributedAttentionOptions {
+  scheme: SchemeName;
+  /** Ranks sharing the sequence (1 for 'local'). */
+  P: number;
+  /** [B, S, H, D] */
+  q: Buf;
+  /** [B, S, G, D] */
+  k: Buf;
+  v: Buf;
+  /** [B, S, H, D]: when given, dq, dk, dv are computed. */
+  dOut?: Buf;
+  B: number;
+  S: number;
+  H: number;
+  G: number;
+  D: number;
+  /** Default true. */
+  causal?: boolean;
+  /** Default 1/√D. */
+  scale?: number;
+  /** hybrid: size of the ulysses axis (ring = P / ulysses). */
+  ulysses?: number;
+  /** Default 'inproc'. */
+  transport?: 'inproc' | 'threads';
+  /** inproc only (workers always use the js kernels). Default js. */
+  kernels?: Kernels;
+  /** Ring schemes: overlap transfers with compute (default true). */
+  overlap?: boolean;
+  allgatherLayout?: 'contiguous' | 'zigzag';
+  timeoutMs?: number;
+  /** threads: reuse these P workers (warm JIT, no start-up) instead of starting new ones. */
+  pool?: ThreadsPool;
+}
+
+export interface RankReport {
+  /** Bytes this rank sent, per axis (fwd + bwd). */
+  commBytes: Record<string, number>;
+  /** Every logged call, per axis, in order. */
+  records: Record<string, CommRecord[]>;
+  /** Largest scratch the op allocated in one call. */
+  scratchBytes: number;
+  /** Global positions this rank held. */
+  positions: Int32Array;
+  /** Seconds of forward and backward on this rank. */
+  forwardSec: number;
+  backwardSec: number;
+}
+
+export interface DistributedAttentionResult {
+  /** [B, S, H, D], global order. */
+  out: Buf;
+  /** [B, S, H] */
+  lse: Buf;
+  dq?: Buf;
+  dk?: Buf;
+  dv?: Buf;
+  /** Sum over ranks of bytes sent, per axis. */
+  commBytes: Record<string, number>;
+  ranks: RankReport[];
+}
+
+/** What one rank receives (structured-cloneable for the threads transport). */
+interface RankArgs {
+  o: Omit<DistributedAttentionOptions, 'kernels' | 'transport' | 'timeoutMs' | 'pool'>;
+}
+
+interface RankResult extends RankReport {
+  out: Buf;
+  lse: Buf;
+  dq?: Buf;
+  dk?: Buf;
+  dv?: Buf;
+}
+
+async function rankBody(world: World, a: RankArgs, kernels: Kernels): Promise<RankResult> {
+  const o = a.o;
+  const { B, S, H, G, D, P } = o;
+  const u = o.scheme === 'hybrid' ? o.ulysses! : 1;
+  const mesh = DeviceMesh.create({ sp: P, ulysses: u, ring: P / u }, world);
+  const groups = { sp: mesh.group('sp'), ulysses: mesh.group('ulysses'), ring: mesh.group('ring') };
+  const op = createAttention(o.scheme, groups, kernels, { S, overlap: o.overlap, allgatherLayout: o.allgatherLayout });
+  const pos = op.positions;
+  const T = pos.length;
+  // [B, S, heads, D] global -shard(layout)-> [B, T, heads, D] of this rank
+  const q = gatherTokens(o.q, pos, B, S, H * D);
+  const k = gatherTokens(o.k, pos, B, S, G * D);
+  const v = gatherTokens(o.v, pos, B, S, G * D);
+  const d: AttnDims = { B, S, T, H, G, D, causal: o.causal ?? true, scale: o.scale ?? 1 / Math.sqrt(D) };
+  const out = allocBuf(dtypeOf(o.q), B * T * H * D);
+  const lse = allocBuf(dtypeOf(o.q), B * T * H);
+  let t0 = performance.now();
+  await op.forward({ out, lse }, { q, k, v }, d);
+  const forwardSec = (performance.now() - t0) / 1000;
+  const res: RankResult = { out, lse, commBytes: {}, records: {}, scratchBytes: 0, positions: pos, forwardSec, backwardSec: 0 };
+  if (o.dOut) {
+    const dOut = gatherTokens(o.dOut, pos, B, S, H * D);
+    res.dq = allocBuf(dtypeOf(o.q), q.length);
+    res.dk = allocBuf(dtypeOf(o.q), k.length);
+    res.dv = allocBuf(dtypeOf(o.q), v.length);
+    t0 = performance.now();
+    await op.backward({ dq: res.dq, dk: res.dk, dv: res.dv }, { dOut, q, k, v, out, lse }, d);
+    res.backwardSec = (performance.now() - t0) / 1000;
+  }
+  // One log per group; with an unsplit sp the ring group is a different group over the same ranks.
+  for (const [axis, g] of Object.entries(groups)) {
+    const recs = g.log.records.filter((x) => x.axis === axis);
+    if (recs.length === 0) continue;
+    res.records[axis] = recs.map((x) => ({ ...x }));
+    res.commBytes[axis] = g.log.totalBytes({ axis });
+  }
+  res.scratchBytes = op.scratch.peakBytes;
+  return res;
+}
+
+/** Entry for the threads transport: every worker runs this with the same args. */
+export async function distributedAttentionRank(world: World, args: unknown): Promise<RankResult> {
+  return rankBody(world, args as RankArgs, jsKernels);
+}
+
+export async function distributedAttention(opts: DistributedAttentionOptions): Promise<DistributedAttentionResult> {
+  const { scheme, P, B, S, H, G, D } = opts;
+  validateScheme(scheme, { S, P, H, G, ulysses: opts.ulysses, allgatherLayout: opts.allgatherLayout });
+  const want = (name: string, b: Buf | undefined, n: number) => {
+    if (b && b.length !== n) throw new Error(`distributedAttention: ${name} has ${b.length} elements, expected ${n}`);
+  };
+  want('q', opts.q, B * S * H * D);
+  want('k', opts.k, B * S * G * D);
+  want('v', opts.v, B * S * G * D);
+  want('dOut', opts.dOut, B * S * H * D);
+  const dtype: DType = dtypeOf(opts.q);
+  for (const [name, b] of [['k', opts.k], ['v', opts.v], ['dOut', opts.dOut]] as const) {
+    if (b && dtypeOf(b) !== dtype) throw new Error(`distributedAttention: ${name} is ${dtypeOf(b)} but q is ${dtype}`);
+  }
+  const { kernels, transport, timeoutMs, pool, ...rest } = opts;
+  const args: RankArgs = { o: rest };
+  const results =
+    transport === 'threads'
+      ? await runRanks<RankResult>(P, { module: new URL(import.meta.url), fn: 'distributedAttentionRank', args }, { transport: 'threads', timeoutMs, pool })
+      : await runRanks<RankResult>(P, (w) => rankBody(w, args, kernels ?? jsKernels), { timeoutMs });
+  const layout = layoutFor(scheme, S, P, opts);
+  // P × [B, T, heads, D] -unshard(layout)-> [B, S, heads, D] global
+  const join = (get: (r: RankResult) => Buf | undefined, row: number) => unshardTokens(layout, results.map((r) => get(r)!), B, row);
+  const res: DistributedAttentionResult = {
+    out: join((r) => r.out, H * D),
+    lse: join((r) => r.lse, H),
+    commBytes: {},
+    ranks: results.map(({ commBytes, records, scratchBytes, positions, forwardSec, backwardSec }) => ({ commBytes, records, scratchBytes, positions, forwardSec, backwardSec })),
+  };
+  if (opts.dOut) {
+    res.dq = join((r) => r.dq, H * D);
+    res.dk = join((r) => r.dk, G * D);
+    res.dv = join((r) => r.dv, G * D);
+  }
+  for (const r of results) for (const [axis, b] of Object.entries(r.commBytes)) res.commBytes[axis] = (res.commBytes[axis] ?? 0) + b;
+  return res;
+}

@@ -1,0 +1,247 @@
+/**
+ * Sequence-parallel attention: the factory, layouts per scheme, validation and the cost model.
+ *
+ * Decisions (see also the scheme files):
+ * - zigzag and stripe accept non-causal attention (exact, just no reason to reorder); USP needs it.
+ * - zigzag works for any P, odd included, as long as S % 2P == 0.
+ * - every op is stateless between forward and backward; backward exchanges what it needs again.
+ * - cost(): bytes are computed call by call with the comm layer's own `sentBytes`, in the order
+ *   the op makes the calls, so they equal the CommLog totals exactly (fwd + bwd, per axis).
+ */
+import type { Kernels } from '../kernels/types.js';
+import type { CommRecord, ProcessGroup } from '../comm/types.js';
+import { sentBytes } from '../comm/log.js';
+import type { AttentionOp, AttnCost, AttnDims, SchemeName } from './types.js';
+import { allowedPairs, contiguousLayout, hybridLayout, stripeLayout, zigzagLayout, type ChunkedLayout } from './layout.js';
+import { createLocalAttention } from './local.js';
+import { createRingAttention } from './ring.js';
+import { createUlyssesAttention, ulyssesSplits } from './ulysses.js';
+import { createAllGatherAttention } from './allgather.js';
+import { createRsaAttention } from './rsa.js';
+import { createHybridAttention } from './hybrid.js';
+import type { Scratch } from './util.js';
+
+export * from './layout.js';
+export { createLocalAttention } from './local.js';
+export { createRingAttention, ringLayout, tileRules, type RingKind, type TileRule } from './ring.js';
+export { createUlyssesAttention } from './ulysses.js';
+export { createAllGatherAttention } from './allgather.js';
+export { createRsaAttention } from './rsa.js';
+export { createHybridAttention } from './hybrid.js';
+export { Scratch } from './util.js';
+
+export const SCHEMES: readonly SchemeName[] = ['local', 'ulysses', 'ring', 'zigzag', 'stripe', 'rsa', 'allgather', 'hybrid'];
+
+/** Groups a scheme runs over: `sp` for single-axis schemes, `ulysses` and `ring` for hybrid. */
+export interface SpGroups {
+  sp?: ProcessGroup;
+  ulysses?: ProcessGroup;
+  ring?: ProcessGroup;
+}
+
+export interface AttentionOptions {
+  /** Global sequence length. */
+  S: number;
+  /** Ring schemes: start transfers before compute (default true); false = synchronous. */
+  overlap?: boolean;
+  /** allgather: token layout (default contiguous). */
+  allgatherLayout?: 'contiguous' | 'zigzag';
+}
+
+/** An AttentionOp plus what the trainer and benchmarks need: this rank's positions and scratch stats. */
+export type SpAttention = AttentionOp & { readonly positions: Int32Array; readonly scratch: Scratch };
+
+/** Layout of a scheme over P ranks (hybrid: P = ulysses · ring, `ulysses` required). */
+export function layoutFor(scheme: SchemeName, S: number, P: number, opts: { ulysses?: number; allgatherLayout?: 'contiguous' | 'zigzag' } = {}): ChunkedLayout {
+  switch (scheme) {
+    case 'local':
+      if (P !== 1) throw new Error(`local: sp=${P}, expected 1`);
+      return contiguousLayout(S, 1, 'local');
+    case 'zigzag':
+      return zigzagLayout(S, P);
+    case 'stripe':
+      return stripeLayout(S, P);
+    case 'allgather':
+      return opts.allgatherLayout === 'zigzag' ? zigzagLayout(S, P, 'allgather') : contiguousLayout(S, P, 'allgather');
+    case 'hybrid': {
+      const u = opts.ulysses;
+      if (u === undefined || !Number.isInteger(u) || u < 1 || P % u !== 0) throw new Error(`hybrid: ulysses=${u} must be a positive divisor of sp=${P}`);
+      return hybridLayout(S, u, P / u);
+    }
+    case 'ulysses':
+    case 'ring':
+    case 'rsa':
+      return contiguousLayout(S, P, scheme);
+    default:
+      throw new Error(`unknown scheme '${String(scheme)}' (one of ${SCHEMES.join(', ')})`);
+  }
+}
+
+export interface SchemeConfig {
+  S: number;
+  P: number;
+  H: number;
+  G: number;
+  /** hybrid only: size of the ulysses axis (ring = P / ulysses). */
+  ulysses?: number;
+  allgatherLayout?: 'contiguous' | 'zigzag';
+}
+
+/** Throws a one-line error when the scheme cannot run this configuration exactly. */
+export function validateScheme(scheme: SchemeName, c: SchemeConfig): void {
+  if (!Number.isInteger(c.H) || !Number.isInteger(c.G) || c.H < 1 || c.G < 1 || c.H % c.G !== 0) {
+    throw new Error(`${scheme}: heads H=${c.H} not divisible by kv heads G=${c.G}`);
+  }
+  layoutFor(scheme, c.S, c.P, c);
+  if (scheme === 'ulysses') ulyssesSplits('ulysses', c.H, c.G, c.P);
+  if (scheme === 'hybrid') ulyssesSplits('hybrid', c.H, c.G, c.ulysses!, 'ulysses');
+}
+
+/** Builds the op for this rank. The groups must be the ones the op will communicate over. */
+export function createAttention(scheme: SchemeName, groups: SpGroups, kernels: Kernels, opts: AttentionOptions): SpAttention {
+  const need = (g: ProcessGroup | undefined, axis: string): ProcessGroup => {
+    if (!g) throw new Error(`${scheme}: needs the '${axis}' process group`);
+    return g;
+  };
+  const ringOpts = { overlap: opts.overlap };
+  switch (scheme) {
+    case 'local':
+      return createLocalAttention(kernels, opts.S);
+    case 'ulysses':
+      return createUlyssesAttention(need(groups.sp, 'sp'), kernels, opts.S);
+    case 'ring':
+    case 'zigzag':
+    case 'stripe':
+      return createRingAttention(scheme, need(groups.sp, 'sp'), kernels, opts.S, ringOpts);
+    case 'allgather':
+      return createAllGatherAttention(need(groups.sp, 'sp'), kernels, opts.S, { layout: opts.allgatherLayout });
+    case 'rsa':
+      return createRsaAttention(need(groups.sp, 'sp'), opts.S);
+    case 'hybrid':
+      return createHybridAttention({ ulysses: need(groups.ulysses, 'ulysses'), ring: need(groups.ring, 'ring') }, kernels, opts.S, ringOpts);
+    default:
+      throw new Error(`unknown scheme '${String(scheme)}' (one of ${SCHEMES.join(', ')})`);
+  }
+}
+
+/** One collective call as the CommLog will record it (bytes = the call's main buffer). */
+export interface PlannedCall {
+  axis: string;
+  op: CommRecord['op'];
+  /** Byte size of the call's main buffer (see `sentBytes`). */
+  bufBytes: number;
+  /** Group size. */
+  P: number;
+  /** For sendRecv: whether the destination is another rank. */
+  remote?: boolean;
+}
+
+export interface CostOptions {
+  /** Bytes per element of q/k/v/out/lse (4 = float32, the default; 8 = float64). */
+  bytesPerElement?: number;
+  /** hybrid: size of the ulysses axis. */
+  ulysses?: number;
+  allgatherLayout?: 'contiguous' | 'zigzag';
+}
+
+/** Every collective call one rank makes for forward + backward, in call order. */
+export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOptions = {}): PlannedCall[] {
+  const beta = o.bytesPerElement ?? 4;
+  const { B, S, H, G, D } = d;
+  const ringCalls = (axis: string, Pr: number, n: number) => {
+    // n = elements of one k (or v) block; k|v travel packed, dK|dV likewise.
+    const fwd: PlannedCall[] = [];
+    for (let s = 0; s < Pr - 1; s++) fwd.push({ axis, op: 'sendRecv', bufBytes: 2 * n * beta, P: Pr, remote: true });
+    const bwd: PlannedCall[] = [];
+    for (let s = 0; s < Pr; s++) {
+      if (s < Pr - 1) bwd.push({ axis, op: 'sendRecv', bufBytes: 2 * n * beta, P: Pr, remote: true });
+      if (Pr > 1) bwd.push({ axis, op: 'sendRecv', bufBytes: 2 * n * beta, P: Pr, remote: true });
+    }
+    return { fwd, bwd };
+  };
+  const a2a = (axis: string, Pu: number, T: number, Hq: number, Hkv: number) => {
+    const { qs, kvs } = ulyssesSplits(scheme, Hq, Hkv, Pu, axis);
+    const Hl = qs.perRank;
+    const Gl = kvs.perRank;
+    const el = (x: number) => Pu * B * T * x * beta;
+    return {
+      Gl,
+      Hl,
+      fwdIn: { axis, op: 'allToAll' as const, bufBytes: el((Hl + 2 * Gl) * D), P: Pu },
+      fwdOut: { axis, op: 'allToAll' as const, bufBytes: el(Hl * (D + 1)), P: Pu },
+      bwdIn: { axis, op: 'allToAll' as const, bufBytes: el(3 * Hl * D + 2 * Gl * D + Hl), P: Pu },
+      bwdOut: { axis, op: 'allToAll' as const, bufBytes: el((Hl + 2 * Gl) * D), P: Pu },
+    };
+  };
+  const T = S / P;
+  switch (scheme) {
+    case 'local':
+      return [];
+    case 'ring':
+    case 'zigzag':
+    case 'stripe': {
+      const { fwd, bwd } = ringCalls('sp', P, B * T * G * D);
+      return [...fwd, ...bwd];
+    }
+    case 'ulysses': {
+      const x = a2a('sp', P, T, H, G);
+      return [x.fwdIn, x.fwdOut, x.bwdIn, x.bwdOut];
+    }
+    case 'allgather': {
+      const n = B * T * G * D;
+      const ag: PlannedCall = { axis: 'sp', op: 'allGather', bufBytes: 2 * n * beta, P };
+      return [ag, ag, { axis: 'sp', op: 'reduceScatter', bufBytes: 2 * n * P * beta, P }];
+    }
+    case 'rsa': {
+      const n = B * T * G * D;
+      const pass = Array.from({ length: P - 1 }, (): PlannedCall => ({ axis: 'sp', op: 'sendRecv', bufBytes: n * beta, P, remote: true }));
+      return [...pass, ...pass, ...pass, ...pass, { axis: 'sp', op: 'allReduce', bufBytes: 2 * B * S * G * D * beta, P }];
+    }
+    case 'hybrid': {
+      const u = o.ulysses;
+      if (u === undefined || P % u !== 0) throw new Error(`hybrid: ulysses=${u} must be a positive divisor of sp=${P}`);
+      const r = P / u;
+      const x = a2a('ulysses', u, T, H, G);
+      const { fwd, bwd } = ringCalls('ring', r, B * (S / r) * x.Gl * D);
+      return [x.fwdIn, ...fwd, x.fwdOut, x.bwdIn, ...bwd, x.bwdOut];
+    }
+    default:
+      throw new Error(`unknown scheme '${String(scheme)}'`);
+  }
+}
+
+/**
+ * Work of the busiest rank (it sets the step time) in FLOPs, forward + backward: every allowed
+ * (query, key) pair costs 4·D forward (q·k, p·v) and 10·D backward (recompute q·k, dO·v, dv, dq, dk),
+ * per query head the rank computes. RSA computes all pairs, masked or not.
+ */
+function busiestRankFlops(scheme: SchemeName, d: AttnDims, P: number, o: CostOptions): number {
+  const { B, S, H, D, causal } = d;
+  const perPair = 14 * D * B;
+  if (scheme === 'rsa') return perPair * H * (S / P) * S;
+  if (scheme === 'ulysses') return perPair * (H / P) * allowedPairs(contiguousLayout(S, 1).positions(0), S, causal);
+  const layout = layoutFor(scheme, S, P, o);
+  let worst = 0;
+  if (scheme === 'hybrid') {
+    // A rank computes H/u heads for all tokens of its ring rank's zigzag pair.
+    const u = o.ulysses!;
+    const pair = zigzagLayout(S, P / u);
+    for (let rho = 0; rho < P / u; rho++) worst = Math.max(worst, allowedPairs(pair.positions(rho), S, causal));
+    return perPair * (H / u) * worst;
+  }
+  for (let r = 0; r < P; r++) worst = Math.max(worst, allowedPairs(layout.positions(r), S, causal));
+  return perPair * H * worst;
+}
+
+/**
+ * Cost of one attention layer (forward + backward) for one rank: commBytes per axis equal the
+ * CommLog totals exactly (same calls, same `sentBytes`, same order of summation).
+ */
+export function cost(scheme: SchemeName, d: AttnDims, P: number, o: CostOptions = {}): AttnCost {
+  const commBytes: Record<string, number> = {};
+  for (const c of commPlan(scheme, d, P, o)) {
+    const peer = c.op === 'sendRecv' ? (c.remote && c.P > 1 ? 1 : 0) : 0;
+    commBytes[c.axis] = (commBytes[c.axis] ?? 0) + sentBytes(c.op, c.bufBytes, c.P, 0, peer);
+  }
+  return { flops: busiestRankFlops(scheme, d, P, o), commBytes, savedBytes: 0 };
+}

@@ -1,0 +1,90 @@
+/**
+ * Single-device attention (P = 1) and the "inner" attention interface that Ulysses wraps: attention
+ * over tokens this rank holds for all positions it needs, after any head/sequence exchange.
+ */
+import type { Buf } from '../tensor/dtype.js';
+import type { Kernels, AttnBlockDims } from '../kernels/types.js';
+import type { AttentionOp, AttnDims, SeqLayout } from './types.js';
+import { contiguousLayout } from './layout.js';
+import { Scratch } from './util.js';
+
+/** Attention over tokens with global positions `pos` [T]; q [B,T,H,D], k/v [B,T,G,D]. */
+export interface InnerAttention {
+  forward(o: { out: Buf; lse: Buf }, i: { q: Buf; k: Buf; v: Buf }, d: AttnDims, pos: Int32Array): Promise<void>;
+  backward(
+    g: { dq: Buf; dk: Buf; dv: Buf },
+    i: { dOut: Buf; q: Buf; k: Buf; v: Buf; out: Buf; lse: Buf },
+    d: AttnDims,
+    pos: Int32Array,
+  ): Promise<void>;
+}
+
+export function blockDims(d: AttnDims, Tq: number, Tk: number): AttnBlockDims {
+  return { B: d.B, Tq, Tk, H: d.H, G: d.G, D: d.D, scale: d.scale, mask: { causal: d.causal } };
+}
+
+/** Checks buffer sizes against dims once per call, so a wrong shard size is an error, not a NaN. */
+export function checkShapes(what: string, d: AttnDims, bufs: Record<string, Buf | undefined>): void {
+  const want: Record<string, number> = {
+    q: d.B * d.T * d.H * d.D,
+    out: d.B * d.T * d.H * d.D,
+    dq: d.B * d.T * d.H * d.D,
+    dOut: d.B * d.T * d.H * d.D,
+    k: d.B * d.T * d.G * d.D,
+    v: d.B * d.T * d.G * d.D,
+    dk: d.B * d.T * d.G * d.D,
+    dv: d.B * d.T * d.G * d.D,
+    lse: d.B * d.T * d.H,
+  };
+  for (const [name, b] of Object.entries(bufs)) {
+    if (b && b.length !== want[name]) throw new Error(`${what}: ${name} has ${b.length} elements, expected ${want[name]} for B=${d.B} T=${d.T} H=${d.H} G=${d.G} D=${d.D}`);
+  }
+}
+
+/** The plain kernel on the whole local block: every rank's own tokens against themselves. */
+export function localInner(kernels: Kernels, scratch: Scratch): InnerAttention {
+  return {
+    async forward(o, i, d, pos) {
+      o.out.fill(0);
+      o.lse.fill(-Infinity);
+      kernels.attnForward(o, { ...i, qPos: pos, kPos: pos }, blockDims(d, d.T, d.T));
+    },
+    async backward(g, i, d, pos) {
+      const delta = scratch.alloc(i.out, d.B * d.T * d.H);
+      kernels.attnDelta({ delta }, { dOut: i.dOut, out: i.out }, { B: d.B, T: d.T, H: d.H, D: d.D });
+      kernels.attnBackward(g, { ...i, delta, qPos: pos, kPos: pos }, blockDims(d, d.T, d.T));
+    },
+  };
+}
+
+/**
+ * P = 1: the kernel on the whole sequence with positions 0..S−1 (or the positions of `layout`, so a
+ * single device can also run on reordered tokens).
+ */
+export function createLocalAttention(kernels: Kernels, S: number, layout: SeqLayout = contiguousLayout(S, 1, 'local')): AttentionOp & { readonly scratch: Scratch; readonly positions: Int32Array } {
+  if (layout.P !== 1) throw new Error(`local: layout has sp=${layout.P}, expected 1`);
+  const scratch = new Scratch();
+  const inner = localInner(kernels, scratch);
+  const pos = layout.positions(0);
+  const check = (d: AttnDims) => {
+    if (d.S !== S || d.T !== S) throw new Error(`local: dims S=${d.S} T=${d.T} but op built for S=${S}`);
+  };
+  return {
+    name: 'local',
+    layout,
+    scratch,
+    positions: pos,
+    async forward(o, i, d) {
+      check(d);
+      checkShapes('local', d, { ...o, ...i });
+      scratch.begin();
+      await inner.forward(o, i, d, pos);
+    },
+    async backward(g, i, d) {
+      check(d);
+      checkShapes('local', d, { ...g, ...i });
+      scratch.begin();
+      await inner.backward(g, i, d, pos);
+    },
+  };
+}

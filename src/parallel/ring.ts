@@ -1,0 +1,231 @@
+/**
+ * The ring loop shared by plain (contiguous) ring attention, zigzag and stripe (algorithms.md §2).
+ * Each rank keeps its queries; key/value blocks travel r → r+1, so at step s rank r holds the block
+ * of rank j = (r − s) mod P and folds it into its running (out, lse) with the kernel, which masks by
+ * GLOBAL positions. The variants differ only in the layout (which positions a rank holds, cut into
+ * equal chunks) and in the tile rule (which (query chunk, key chunk) tiles can hold an allowed pair;
+ * the others are skipped without a kernel call).
+ *
+ * Backward: the kv blocks travel again, with a dK/dV accumulator that starts at its owner, collects
+ * every rank's contribution as it moves, and is back at the owner after exactly P hops (C5).
+ */
+import type { Buf } from '../tensor/dtype.js';
+import type { Kernels } from '../kernels/types.js';
+import type { ProcessGroup } from '../comm/types.js';
+import type { AttentionOp, AttnDims } from './types.js';
+import type { ChunkedLayout } from './layout.js';
+import { contiguousLayout, stripeLayout, zigzagLayout } from './layout.js';
+import { blockDims, checkShapes, type InnerAttention } from './local.js';
+import { Scratch, addInto, chunkPositions, joinChunks, splitChunks } from './util.js';
+
+export type RingKind = 'ring' | 'zigzag' | 'stripe';
+
+/**
+ * Causal tile rule: may query chunk qc of rank r see anything of key chunk kc of rank j?
+ * (Non-causal attention computes every tile.)
+ */
+export type TileRule = (r: number, j: number, qc: number, kc: number) => boolean;
+
+export const tileRules: Record<RingKind, TileRule> = {
+  // Contiguous blocks: earlier ranks' blocks are entirely visible, later ones entirely future.
+  ring: (r, j) => j <= r,
+  // Zigzag (§2.3): rank r holds [c_r, c_{2P−1−r}]. Own block: all but (early q, late k). An
+  // earlier rank's block: only its early chunk c_j (c_{2P−1−j} is after both of ours). A later
+  // rank's block: only our late chunk sees it, and sees both of its chunks.
+  zigzag: (r, j, qc, kc) => (j === r ? !(qc === 0 && kc === 1) : j < r ? kc === 0 : qc === 1),
+  // Stripe (§2.4): every step has visible pairs (j > r only loses one row: key b needs b ≤ a−1,
+  // which the kernel's position mask applies).
+  stripe: () => true,
+};
+
+export function ringLayout(kind: RingKind, S: number, P: number): ChunkedLayout {
+  return kind === 'zigzag' ? zigzagLayout(S, P) : kind === 'stripe' ? stripeLayout(S, P) : contiguousLayout(S, P, 'ring');
+}
+
+export interface RingOptions {
+  /** Start each transfer before the block compute and await it after (default true); false awaits first (C3 tests). */
+  overlap?: boolean;
+}
+
+/** The ring over `group` as an InnerAttention: `pos` must be layout.positions(group.rank). */
+export function ringInner(group: ProcessGroup, kernels: Kernels, layout: ChunkedLayout, rule: TileRule, scratch: Scratch, opts: RingOptions = {}): InnerAttention {
+  const P = group.size;
+  const r = group.rank;
+  const c = layout.chunks;
+  const overlap = opts.overlap ?? true;
+  if (layout.P !== P) throw new Error(`ring: layout for sp=${layout.P} on a group of ${P}`);
+  const pos = Array.from({ length: P }, (_, j) => chunkPositions(layout.positions(j), c));
+  const next = (r + 1) % P;
+  const prev = (r - 1 + P) % P;
+  const tileOn = (causal: boolean, j: number, qc: number, kc: number) => !causal || rule(r, j, qc, kc);
+  const checkPos = (p: Int32Array) => {
+    const mine = layout.positions(r);
+    if (p.length !== mine.length || p.some((x, i) => x !== mine[i])) throw new Error(`ring: rank ${r} given positions that are not its layout's`);
+  };
+
+  /** [B, T, G, D] k, v -pack-> [k | v] with each chunk contiguous: [2][c][B, T/c, G, D]. */
+  const packKV = (k: Buf, v: Buf, d: AttnDims): Buf => {
+    const n = d.B * d.T * d.G * d.D;
+    const kv = scratch.alloc(k, 2 * n);
+    const row = d.G * d.D;
+    splitChunks(k, d.B, d.T, row, c, scratch).forEach((x, i) => kv.set(x, (i * n) / c));
+    splitChunks(v, d.B, d.T, row, c, scratch).forEach((x, i) => kv.set(x, n + (i * n) / c));
+    return kv;
+  };
+  /** Views of chunk kc of the k and v halves of a packed [2][c][B, T/c, G, D] buffer. */
+  const kvChunk = (kv: Buf, kc: number, n: number): [Buf, Buf] => {
+    const m = n / c;
+    return [kv.subarray(kc * m, (kc + 1) * m), kv.subarray(n + kc * m, n + (kc + 1) * m)];
+  };
+
+  return {
+    async forward(o, i, d, p) {
+      checkPos(p);
+      const { B, T, H, D } = d;
+      const Tc = T / c;
+      const n = B * T * d.G * D;
+      const dims = blockDims(d, Tc, Tc);
+      const qC = splitChunks(i.q, B, T, H * D, c, scratch);
+      const outC = c === 1 ? [o.out] : qC.map(() => scratch.alloc(o.out, B * Tc * H * D));
+      const lseC = c === 1 ? [o.lse] : qC.map(() => scratch.alloc(o.lse, B * Tc * H));
+      for (const x of outC) x.fill(0);
+      for (const x of lseC) x.fill(-Infinity);
+      let cur = packKV(i.k, i.v, d);
+      let nxt = scratch.alloc(cur, 2 * n);
+      for (let s = 0; s < P; s++) {
+        const j = (r - s + P) % P;
+        // [2, B, T, G, D] k|v of rank j -sendRecv(ring: to r+1, from r−1)-> k|v of rank j−1, while we compute on j.
+        let pending = s < P - 1 ? group.sendRecv(cur, next, nxt, prev) : null;
+        if (pending && !overlap) {
+          await pending;
+          pending = null;
+        }
+        for (let qc = 0; qc < c; qc++) {
+          for (let kc = 0; kc < c; kc++) {
+            if (!tileOn(d.causal, j, qc, kc)) continue;
+            const [k, v] = kvChunk(cur, kc, n);
+            kernels.attnForward({ out: outC[qc]!, lse: lseC[qc]! }, { q: qC[qc]!, k, v, qPos: pos[r]![qc]!, kPos: pos[j]![kc]! }, dims);
+          }
+        }
+        if (s < P - 1) {
+          if (pending) await pending;
+          [cur, nxt] = [nxt, cur];
+        }
+      }
+      // c × [B, T/c, H, D] -join-> [B, T, H, D] (no-op for c = 1: computed in place).
+      joinChunks(o.out, outC, B, T, H * D, false);
+      joinChunks(o.lse, lseC, B, T, H, false);
+    },
+
+    async backward(g, i, d, p) {
+      checkPos(p);
+      const { B, T, H, D } = d;
+      const Tc = T / c;
+      const n = B * T * d.G * D;
+      const dims = blockDims(d, Tc, Tc);
+      const delta = scratch.alloc(i.out, B * T * H);
+      kernels.attnDelta({ delta }, { dOut: i.dOut, out: i.out }, { B, T, H, D });
+      const qC = splitChunks(i.q, B, T, H * D, c, scratch);
+      const dOutC = splitChunks(i.dOut, B, T, H * D, c, scratch);
+      const outC = splitChunks(i.out, B, T, H * D, c, scratch);
+      const lseC = splitChunks(i.lse, B, T, H, c, scratch);
+      const deltaC = splitChunks(delta, B, T, H, c, scratch);
+      // dq accumulates in place for c = 1; per chunk otherwise, added at the end.
+      const dqC = c === 1 ? [g.dq] : qC.map(() => scratch.alloc(g.dq, B * Tc * H * D));
+      let cur = packKV(i.k, i.v, d);
+      let nxt = scratch.alloc(cur, 2 * n);
+      // Travelling dK|dV accumulators (double-buffered: one in flight, one received) and this
+      // step's local contribution, all packed like kv.
+      const acc = [scratch.alloc(cur, 2 * n), scratch.alloc(cur, 2 * n)];
+      const local = scratch.alloc(cur, 2 * n);
+      let ai = 0;
+      let accPending: Promise<void> | null = null;
+      for (let s = 0; s < P; s++) {
+        const j = (r - s + P) % P;
+        // [2, B, T, G, D] k|v -sendRecv(ring: to r+1, from r−1)-> next block, overlapped with this step.
+        let pending = s < P - 1 ? group.sendRecv(cur, next, nxt, prev) : null;
+        if (pending && !overlap) {
+          await pending;
+          pending = null;
+        }
+        const target = s === 0 ? acc[0]! : local;
+        if (s > 0) target.fill(0);
+        for (let qc = 0; qc < c; qc++) {
+          for (let kc = 0; kc < c; kc++) {
+            if (!tileOn(d.causal, j, qc, kc)) continue;
+            const [k, v] = kvChunk(cur, kc, n);
+            const [dk, dv] = kvChunk(target, kc, n);
+            kernels.attnBackward(
+              { dq: dqC[qc]!, dk, dv },
+              { dOut: dOutC[qc]!, q: qC[qc]!, k, v, out: outC[qc]!, lse: lseC[qc]!, delta: deltaC[qc]!, qPos: pos[r]![qc]!, kPos: pos[j]![kc]! },
+              dims,
+            );
+          }
+        }
+        if (s > 0) {
+          // The accumulator of block j arrived from r−1 during this step's compute: add ours.
+          await accPending;
+          addInto(acc[ai]!, local);
+        }
+        if (P > 1) {
+          // [2, B, T, G, D] dK|dV of block j -sendRecv(ring: to r+1, from r−1)-> accumulator of block j−1.
+          accPending = group.sendRecv(acc[ai]!, next, acc[1 - ai]!, prev);
+          ai = 1 - ai;
+          if (!overlap) {
+            await accPending;
+            accPending = null;
+          }
+        }
+        if (s < P - 1) {
+          if (pending) await pending;
+          [cur, nxt] = [nxt, cur];
+        }
+      }
+      // After P hops the accumulator that arrives is the one of our own block (rank r − P ≡ r).
+      if (accPending) await accPending;
+      const home = acc[ai]!;
+      // [2][c][B, T/c, G, D] -join-> [B, T, G, D] dk, dv (+=).
+      const row = d.G * D;
+      const m = n / c;
+      joinChunks(g.dk, Array.from({ length: c }, (_, kc) => home.subarray(kc * m, (kc + 1) * m)), B, T, row, true);
+      joinChunks(g.dv, Array.from({ length: c }, (_, kc) => home.subarray(n + kc * m, n + (kc + 1) * m)), B, T, row, true);
+      if (c > 1) joinChunks(g.dq, dqC, B, T, H * D, true);
+    },
+  };
+}
+
+/** Ring attention of `kind` over the sp group, as the AttentionOp the model calls. */
+export function createRingAttention(
+  kind: RingKind,
+  group: ProcessGroup,
+  kernels: Kernels,
+  S: number,
+  opts: RingOptions = {},
+): AttentionOp & { readonly scratch: Scratch; readonly positions: Int32Array } {
+  const layout = ringLayout(kind, S, group.size);
+  const scratch = new Scratch();
+  const inner = ringInner(group, kernels, layout, tileRules[kind], scratch, opts);
+  const positions = layout.positions(group.rank);
+  const check = (d: AttnDims) => {
+    if (d.S !== S || d.T !== layout.T) throw new Error(`${kind}: dims S=${d.S} T=${d.T} but op built for S=${S}, sp=${group.size} (T=${layout.T})`);
+    if (d.H % d.G !== 0) throw new Error(`${kind}: heads H=${d.H} not divisible by kv heads G=${d.G}`);
+  };
+  return {
+    name: kind,
+    layout,
+    scratch,
+    positions,
+    async forward(o, i, d) {
+      check(d);
+      checkShapes(kind, d, { ...o, ...i });
+      scratch.begin();
+      await inner.forward(o, i, d, positions);
+    },
+    async backward(g, i, d) {
+      check(d);
+      checkShapes(kind, d, { ...g, ...i });
+      scratch.begin();
+      await inner.backward(g, i, d, positions);
+    },
+  };
+}
