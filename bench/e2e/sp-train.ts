@@ -1,0 +1,149 @@
+/**
+ * `seqpar bench sp`: a full training step (forward, backward, gradient all-reduce, AdamW) of the
+ * reference model (byte GPT, C=256, L=4, H=8, F=1024, RoPE) on ONE sequence of N tokens, split
+ * over P ranks (worker threads, one per core when there are enough) by each scheme, against one
+ * rank on one core. Each case first checks that its loss equals the single-rank loss (float32,
+ * rel 1e-4), then times warm steps. Reports step time, tokens/s, speedup, peak memory per rank
+ * (arena: parameters, optimizer, activations; plus the scheme's transient scratch) and the bytes
+ * each rank sent.
+ */
+import { cpus } from 'node:os';
+import type { World } from '../../src/comm/types.js';
+import { DeviceMesh } from '../../src/comm/mesh.js';
+import { runRanks } from '../../src/comm/run.js';
+import { selectKernels } from '../../src/kernels/index.js';
+import { pinCurrentThread } from '../../src/kernels/native/index.js';
+import { createAttention, cost } from '../../src/parallel/index.js';
+import type { SchemeName } from '../../src/parallel/types.js';
+import { GPT } from '../../src/model/gpt.js';
+import { Arena } from '../../src/tensor/arena.js';
+import { Rng } from '../../src/tensor/rng.js';
+import { AdamW } from '../../src/train/optim.js';
+import { REFERENCE_MODEL } from './train-step.js';
+import { appendResult, median } from '../util.js';
+
+export interface SpStepArgs {
+  scheme: SchemeName;
+  sp: number;
+  ulysses: number;
+  N: number;
+  reps: number;
+  backend: 'auto' | 'js' | 'native';
+}
+
+export interface SpStepResult {
+  rank: number;
+  firstLoss: number;
+  stepSecs: number[];
+  peakBytes: number;
+  scratchBytes: number;
+  commBytes: Record<string, number>;
+  backend: string;
+}
+
+/** Runs on every rank (exported by name for the threads transport). */
+export async function spStepEntry(world: World, a: SpStepArgs): Promise<SpStepResult> {
+  if (world.transport === 'threads' && cpus().length >= world.size) pinCurrentThread(world.rank);
+  const mesh = DeviceMesh.create({ dp: 1, sp: a.sp, tp: 1, ulysses: a.ulysses, ring: a.sp / a.ulysses }, world);
+  const { kernels } = selectKernels(a.backend);
+  const attn = createAttention(a.scheme, { sp: mesh.group('sp'), ulysses: mesh.group('ulysses'), ring: mesh.group('ring') }, kernels, { S: a.N });
+  const pos = attn.layout.positions(mesh.group('sp').rank);
+  const arena = new Arena('float32');
+  const model = new GPT({ config: REFERENCE_MODEL, kernels, arena, dtype: 'float32', rows: { B: 1, T: pos.length } });
+  model.store.init(model.params, 5);
+  const opt = new AdamW(model.store, arena, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 }, model.params);
+  // The same global sequence on every rank; each takes its layout's positions (targets shifted first).
+  const rng = new Rng(9);
+  const glob = Int32Array.from({ length: a.N + 1 }, () => rng.int(256));
+  const tokens = Int32Array.from(pos, (p) => glob[p]!);
+  const targets = Int32Array.from(pos, (p) => glob[p + 1]!);
+  const step = async (): Promise<number> => {
+    model.grads.fill(0);
+    const r = await model.forward({ tokens, targets, pos, S: a.N, attn });
+    await model.backward(1 / a.N);
+    if (world.size > 1) await world.group.allReduce(model.grads, 'sum');
+    const loss = new Float64Array([r.lossSum]);
+    if (world.size > 1) await world.group.allReduce(loss, 'sum');
+    opt.update(kernels, model.params, model.grads, 1e-4);
+    return loss[0]! / a.N;
+  };
+  const firstLoss = await step();
+  const stepSecs: number[] = [];
+  for (let i = 0; i < a.reps; i++) {
+    await world.group.barrier();
+    const t0 = performance.now();
+    await step();
+    const t = new Float64Array([(performance.now() - t0) / 1000]);
+    if (world.size > 1) await world.group.allReduce(t, 'max');
+    stepSecs.push(t[0]!);
+  }
+  const commBytes: Record<string, number> = {};
+  for (const ax of ['sp', 'ulysses', 'ring'] as const) {
+    const g = mesh.group(ax);
+    if (g.size > 1 && (ax === 'sp' ? a.scheme !== 'hybrid' : a.scheme === 'hybrid')) commBytes[ax] = g.log.totalBytes() / (a.reps + 1);
+  }
+  return { rank: world.rank, firstLoss, stepSecs, peakBytes: arena.stats().peakBytes, scratchBytes: attn.scratch.peakBytes, commBytes, backend: kernels.name };
+}
+
+export interface SpTrainBenchOptions {
+  Ns?: number[];
+  Ps?: number[];
+  schemes?: { scheme: SchemeName; ulysses?: number }[];
+  reps?: number;
+  backend?: 'auto' | 'js' | 'native';
+  smoke?: boolean;
+  /** Skip RSA when its materialised scores would exceed this many bytes per rank. */
+  rsaMaxScoreBytes?: number;
+  log?: (s: string) => void;
+}
+
+const ALL: { scheme: SchemeName; ulysses?: number }[] = [
+  { scheme: 'ulysses' }, { scheme: 'ring' }, { scheme: 'zigzag' }, { scheme: 'stripe' }, { scheme: 'allgather' }, { scheme: 'rsa' }, { scheme: 'hybrid', ulysses: 2 },
+];
+
+export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Record<string, unknown>[]> {
+  const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
+  const Ns = o.smoke ? [64] : (o.Ns ?? [4096, 16384]);
+  const Ps = o.smoke ? [2] : (o.Ps ?? [2, 4]);
+  const reps = o.smoke ? 1 : (o.reps ?? 2);
+  const backend = o.backend ?? 'auto';
+  const entry = (args: SpStepArgs) => ({ module: new URL(import.meta.url), fn: 'spStepEntry', args });
+  const rows: Record<string, unknown>[] = [];
+  for (const N of Ns) {
+    const [base] = await runRanks<SpStepResult>(1, entry({ scheme: 'local', sp: 1, ulysses: 1, N, reps, backend }), { transport: 'inproc', timeoutMs: 0 });
+    const baseSec = median(base!.stepSecs);
+    log(`N=${N} one rank: ${baseSec.toFixed(3)} s/step, peak ${(base!.peakBytes / 2 ** 20).toFixed(1)} MiB (${base!.backend})`);
+    rows.push({ bench: 'sp-train', scheme: 'local', N, P: 1, stepSec: baseSec, tokensPerSec: N / baseSec, speedup: 1, peakBytes: base!.peakBytes, scratchBytes: base!.scratchBytes, backend: base!.backend, smoke: !!o.smoke });
+    for (const P of Ps) {
+      for (const s of o.schemes ?? ALL) {
+        const u = s.scheme === 'hybrid' ? (s.ulysses ?? 2) : 1;
+        if (s.scheme === 'hybrid' && P / u < 2) continue;
+        if (s.scheme === 'rsa' && 2 * 8 * (N / P) * N * 4 > (o.rsaMaxScoreBytes ?? 2 ** 30)) {
+          log(`  ${s.scheme} P=${P}: skipped (materialised scores exceed the budget)`);
+          continue;
+        }
+        const res = await runRanks<SpStepResult>(P, entry({ scheme: s.scheme, sp: P, ulysses: u, N, reps, backend }), { transport: 'threads', timeoutMs: 0 });
+        const rel = Math.abs(res[0]!.firstLoss - base!.firstLoss) / Math.abs(base!.firstLoss);
+        if (!(rel < 1e-4)) throw new Error(`sp bench check: ${s.scheme} P=${P} N=${N} first loss ${res[0]!.firstLoss} != single-rank ${base!.firstLoss}`);
+        const sec = median(res[0]!.stepSecs);
+        const peak = Math.max(...res.map((r) => r.peakBytes + r.scratchBytes));
+        const comm = res.reduce<Record<string, number>>((acc, r) => {
+          for (const [k, v] of Object.entries(r.commBytes)) acc[k] = Math.max(acc[k] ?? 0, v);
+          return acc;
+        }, {});
+        const dims = { B: 1, S: N, T: N / P, H: REFERENCE_MODEL.heads, G: REFERENCE_MODEL.kvHeads, D: REFERENCE_MODEL.width / REFERENCE_MODEL.heads, causal: true, scale: 1 };
+        const predicted = cost(s.scheme, dims, P, { ulysses: u }).commBytes;
+        const row = {
+          bench: 'sp-train', scheme: s.scheme, ulysses: u > 1 ? u : undefined, N, P, stepSec: sec, allStepSec: res[0]!.stepSecs, tokensPerSec: N / sec,
+          speedup: baseSec / sec, peakBytes: peak, baselinePeakBytes: base!.peakBytes + base!.scratchBytes,
+          commBytesPerRankPerStep: comm, predictedAttnCommBytesPerLayer: predicted, layers: REFERENCE_MODEL.layers,
+          firstLossRelErr: rel, backend: res[0]!.backend, cores: cpus().length, smoke: !!o.smoke,
+        };
+        rows.push(row);
+        log(`  ${s.scheme.padEnd(9)} P=${P}: ${sec.toFixed(3)} s/step, ×${(baseSec / sec).toFixed(2)}, peak/rank ${(peak / 2 ** 20).toFixed(1)} MiB`);
+      }
+    }
+  }
+  if (!o.smoke) for (const r of rows) appendResult('sp-train', r);
+  return rows;
+}
