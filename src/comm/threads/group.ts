@@ -1,0 +1,318 @@
+/**
+ * Worker side of the threads transport: a ProcessGroup whose calls go through shared memory.
+ * Each rank copies its contribution once into its own arena region, publishes a descriptor with
+ * Atomics, and reads its peers' regions directly into its outputs. Calls on one group run in
+ * order (a rank's region is reused by the next call only after every member finished reading).
+ * Waiting never blocks the event loop: Atomics.waitAsync on the group's bell.
+ */
+import type { AxisName, CommBuf, World } from '../types.js';
+import { CommAbortError, CommError } from '../errors.js';
+import { accumulate, checkPairs, finishAvg, GroupBase, mismatchMessage, OPS, REDOPS, sameCall, sliceStart, type Call } from '../core.js';
+import { checkGroupRanks } from '../groups.js';
+import { waitAsync } from './compat.js';
+import { align, ArenaAlloc, F, FF, hash32, Layout, MAX_GROUPS } from './shm.js';
+
+/** What every group of one rank in one run shares. */
+export interface ThreadsCtx {
+  rank: number;
+  size: number;
+  layout: Layout;
+  i32: Int32Array;
+  f64: Float64Array;
+  /** Every rank's arena (index = world rank); only arenas[rank] is written by this rank. */
+  arenas: readonly SharedArrayBuffer[];
+  alloc: ArenaAlloc;
+  timeoutMs: number;
+}
+
+type View = Float32Array | Float64Array | Int32Array;
+const BPE = [0, 4, 8, 4];
+
+function view(sab: SharedArrayBuffer, dtype: number, off: number, bytes: number): View {
+  const n = bytes / BPE[dtype]!;
+  if (dtype === 1) return new Float32Array(sab, off, n);
+  if (dtype === 2) return new Float64Array(sab, off, n);
+  return new Int32Array(sab, off, n);
+}
+
+export class ThreadsGroup extends GroupBase {
+  private tail: Promise<unknown> = Promise.resolve();
+  /** The call being run (calls on a group are serialised), for the errors `until` raises. */
+  private cur: { op: Call['op']; seq: number } = { op: 'barrier', seq: -1 };
+
+  constructor(
+    private readonly ctx: ThreadsCtx,
+    private readonly gid: number,
+    axis: AxisName,
+    rank: number,
+    ranks: readonly number[],
+    worldRank: number,
+  ) {
+    super(axis, rank, ranks, worldRank);
+  }
+
+  protected execute(c: Call, seq: number): Promise<void> {
+    const p = this.tail.then(() => this.run(c, seq + 1));
+    this.tail = p.catch(() => undefined);
+    return p;
+  }
+
+  private ring(): void {
+    const b = this.ctx.layout.bell(this.gid);
+    Atomics.add(this.ctx.i32, b, 1);
+    Atomics.notify(this.ctx.i32, b);
+  }
+
+  private field(m: number, f: number): number {
+    return Atomics.load(this.ctx.i32, this.ctx.layout.i(this.gid, m, f));
+  }
+
+  /** Sleeps on the bell until `ready` holds; `problem` may report an error early (mismatch, exit). */
+  private async until(ready: () => boolean, problem: () => string | null, timeoutMsg: () => string): Promise<void> {
+    const { i32, layout, timeoutMs } = this.ctx;
+    const bell = layout.bell(this.gid);
+    const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : Infinity;
+    for (;;) {
+      const b = Atomics.load(i32, bell);
+      if (ready()) return;
+      const failed = Atomics.load(i32, layout.failed);
+      if (failed) {
+        const { op, seq } = this.cur;
+        throw new CommAbortError(`${op} #${seq} on axis ${this.axis} aborted: rank ${failed - 1} failed`, op, seq, this.axis);
+      }
+      const bad = problem();
+      if (bad) throw new CommError(bad, this.cur.op, this.cur.seq, this.axis);
+      const left = deadline - performance.now();
+      if (left <= 0) throw new CommError(timeoutMsg(), this.cur.op, this.cur.seq, this.axis);
+      const w = waitAsync(i32, bell, b, Number.isFinite(left) ? left : undefined);
+      if (w.async) await w.value;
+    }
+  }
+
+  /** Descriptor published by member m (valid once PUB[m] >= the seq in question). */
+  private peerCall(m: number): Call {
+    const { f64, layout } = this.ctx;
+    return {
+      op: OPS[this.field(m, F.OP)]!,
+      dtype: this.field(m, F.DTYPE),
+      bytes: f64[layout.f(this.gid, m, FF.BYTES)]!,
+      redop: REDOPS[this.field(m, F.REDOP)]!,
+      root: this.field(m, F.ROOT),
+      dst: this.field(m, F.DST),
+      src: this.field(m, F.SRC),
+      a: null,
+      b: null,
+    };
+  }
+
+  private peerView(m: number, dtype: number, offField: number, byteOff: number, bytes: number): View {
+    const off = this.ctx.f64[this.ctx.layout.f(this.gid, m, offField)]!;
+    return view(this.ctx.arenas[this.ranks[m]!]!, dtype, off + byteOff, bytes);
+  }
+
+  private who(ks: number[]): string {
+    return `rank${ks.length > 1 ? 's' : ''} ${ks.map((k) => this.ranks[k]).join(', ')}`;
+  }
+
+  private members(pred: (k: number) => boolean): number[] {
+    const out: number[] = [];
+    for (let k = 0; k < this.size; k++) if (pred(k)) out.push(k);
+    return out;
+  }
+
+  private async run(c: Call, s: number): Promise<void> {
+    const { ctx, gid, size: P, rank: m } = this;
+    const { i32, f64, layout } = ctx;
+    const seq = s - 1;
+    this.cur = { op: c.op, seq };
+    const at = `${c.op} #${seq} on axis ${this.axis}`;
+    const exited = (k: number) => Atomics.load(i32, layout.exit(this.ranks[k]!)) === 1;
+
+    // 1. Our region may still be read for the previous call: wait until every member is done.
+    await this.until(
+      () => this.members((k) => this.field(k, F.DONE) < s - 1).length === 0,
+      () => null,
+      () => `${at} timed out after ${ctx.timeoutMs} ms waiting for ${this.who(this.members((k) => this.field(k, F.DONE) < s - 1))} to finish #${seq - 1}`,
+    );
+
+    // 2. Copy our contribution once into shared memory.
+    const bpe = BPE[c.dtype]!;
+    const n = c.bytes / (bpe || 1);
+    const redBytes = c.op === 'allReduce' ? (sliceStart(n, P, m + 1) - sliceStart(n, P, m)) * bpe : 0;
+    const sends = c.a !== null && !(c.op === 'broadcast' && c.root !== m);
+    const need = sends ? align(c.bytes) + redBytes : redBytes;
+    const off = need > 0 ? ctx.alloc.region(gid, need) : 0;
+    if (sends && c.bytes > 0) {
+      const mine = view(ctx.alloc.sab, c.dtype, off, c.bytes);
+      if (c.op === 'allToAll' && P > 1) {
+        // Our own chunk never leaves this rank: copied straight into out below.
+        const nc = n / P;
+        if (m > 0) mine.set(c.a!.subarray(0, m * nc));
+        if (m < P - 1) mine.set(c.a!.subarray((m + 1) * nc), (m + 1) * nc);
+      } else {
+        mine.set(c.a!);
+      }
+    }
+
+    // 3. Publish the descriptor; PUB is stored last (release) and loaded first (acquire) by peers.
+    const fi = (f: number) => layout.i(gid, m, f);
+    i32[fi(F.OP)] = OPS.indexOf(c.op);
+    i32[fi(F.DTYPE)] = c.dtype;
+    i32[fi(F.REDOP)] = REDOPS.indexOf(c.redop);
+    i32[fi(F.ROOT)] = c.root;
+    i32[fi(F.DST)] = c.dst;
+    i32[fi(F.SRC)] = c.src;
+    f64[layout.f(gid, m, FF.BYTES)] = c.bytes;
+    f64[layout.f(gid, m, FF.RECV)] = c.src >= 0 && c.b ? c.b.byteLength : 0;
+    f64[layout.f(gid, m, FF.OFF)] = off;
+    f64[layout.f(gid, m, FF.OFF2)] = off + (sends ? align(c.bytes) : 0);
+    Atomics.store(i32, fi(F.PUB), s);
+    this.ring();
+
+    // 4. Wait for everyone's descriptor; report a mismatch as soon as two arrived ones differ.
+    const arrived = (k: number) => this.field(k, F.PUB) >= s;
+    const mismatch = (): string | null => {
+      const first = this.members(arrived)[0];
+      if (first === undefined) return null;
+      const c0 = this.peerCall(first);
+      for (let k = first + 1; k < P; k++) {
+        if (!arrived(k)) continue;
+        const ck = this.peerCall(k);
+        if (!sameCall(ck, c0)) return mismatchMessage(this.ranks[k]!, ck, this.ranks[first]!, c0, seq, this.axis);
+      }
+      const gone = this.members((k) => !arrived(k) && exited(k));
+      return gone.length ? `${at}: ${this.who(gone)} returned without calling it` : null;
+    };
+    await this.until(
+      () => this.members((k) => !arrived(k)).length === 0 && mismatch() === null,
+      mismatch,
+      () => {
+        const missing = this.members((k) => !arrived(k));
+        return `${at} timed out after ${ctx.timeoutMs} ms: ${this.who(missing)} ${missing.length > 1 ? 'have' : 'has'} not arrived (arrived: ${this.members(arrived).map((k) => this.ranks[k]).join(', ')})`;
+      },
+    );
+    if (c.op === 'sendRecv') {
+      const calls = this.members(() => true).map((k) => this.peerCall(k));
+      const recv = calls.map((_, k) => f64[layout.f(gid, k, FF.RECV)]!);
+      const bad = checkPairs(calls, recv, this.ranks, seq, this.axis);
+      if (bad) throw new CommError(bad, c.op, seq, this.axis);
+    }
+
+    // 5. Read what we need straight from the peers' regions.
+    await this.move(c, s, n, at);
+
+    Atomics.store(i32, fi(F.DONE), s);
+    this.ring();
+  }
+
+  private async move(c: Call, s: number, n: number, at: string): Promise<void> {
+    const { size: P, rank: m } = this;
+    const dt = c.dtype;
+    const bpe = BPE[dt]!;
+    switch (c.op) {
+      case 'allGather':
+        for (let k = 0; k < P; k++) c.b!.set(this.peerView(k, dt, FF.OFF, 0, c.bytes), k * n);
+        break;
+      case 'allToAll': {
+        const nc = n / P;
+        if (c.b !== c.a) c.b!.set(c.a!.subarray(m * nc, (m + 1) * nc), m * nc);
+        for (let k = 0; k < P; k++) if (k !== m) c.b!.set(this.peerView(k, dt, FF.OFF, m * nc * bpe, nc * bpe), k * nc);
+        break;
+      }
+      case 'reduceScatter': {
+        const nc = n / P;
+        const out = c.b!;
+        out.set(this.peerView(0, dt, FF.OFF, m * nc * bpe, nc * bpe));
+        for (let k = 1; k < P; k++) accumulate(out, this.peerView(k, dt, FF.OFF, m * nc * bpe, nc * bpe), c.redop);
+        finishAvg(out, c.redop, P);
+        break;
+      }
+      case 'allReduce':
+        await this.allReduce2(c, s, n, at);
+        break;
+      case 'broadcast':
+        if (m !== c.root && c.bytes > 0) c.a!.set(this.peerView(c.root, dt, FF.OFF, 0, c.bytes));
+        break;
+      case 'sendRecv':
+        if (c.src >= 0 && c.b!.length > 0) c.b!.set(this.peerView(c.src, dt, FF.OFF, 0, c.b!.byteLength));
+        break;
+      case 'barrier':
+        break;
+    }
+  }
+
+  /** Reduce our slice (ranks in order) into shared memory, then gather every rank's slice. */
+  private async allReduce2(c: Call, s: number, n: number, at: string): Promise<void> {
+    const { ctx, gid, size: P, rank: m } = this;
+    const dt = c.dtype;
+    const bpe = BPE[dt]!;
+    const lo = sliceStart(n, P, m);
+    const hi = sliceStart(n, P, m + 1);
+    if (hi > lo) {
+      const acc = view(ctx.alloc.sab, dt, ctx.f64[ctx.layout.f(gid, m, FF.OFF2)]!, (hi - lo) * bpe);
+      acc.set(this.peerView(0, dt, FF.OFF, lo * bpe, (hi - lo) * bpe));
+      for (let k = 1; k < P; k++) accumulate(acc, this.peerView(k, dt, FF.OFF, lo * bpe, (hi - lo) * bpe), c.redop);
+      finishAvg(acc, c.redop, P);
+    }
+    Atomics.store(ctx.i32, ctx.layout.i(gid, m, F.RED), s);
+    this.ring();
+    const notReduced = () => this.members((k) => this.field(k, F.RED) < s);
+    await this.until(
+      () => notReduced().length === 0,
+      () => null,
+      () => `${at} timed out after ${ctx.timeoutMs} ms waiting for ${this.who(notReduced())} to reduce their slices`,
+    );
+    for (let k = 0; k < P; k++) {
+      const klo = sliceStart(n, P, k);
+      const khi = sliceStart(n, P, k + 1);
+      if (khi > klo) c.a!.set(this.peerView(k, dt, FF.OFF2, 0, (khi - klo) * bpe), klo);
+    }
+  }
+}
+
+export class ThreadsWorld implements World {
+  readonly transport = 'threads' as const;
+  readonly group: ThreadsGroup;
+  private nextGroup = 0;
+
+  constructor(private readonly ctx: ThreadsCtx) {
+    this.group = this.newGroup(
+      Array.from({ length: ctx.size }, (_, i) => i),
+      'world',
+    );
+  }
+
+  get rank(): number {
+    return this.ctx.rank;
+  }
+  get size(): number {
+    return this.ctx.size;
+  }
+
+  newGroup(ranks: readonly number[], axis: AxisName): ThreadsGroup {
+    checkGroupRanks(ranks, this.size);
+    const id = this.nextGroup++;
+    if (id >= MAX_GROUPS) throw new RangeError(`newGroup: more than ${MAX_GROUPS} groups in one run`);
+    const key = `${axis}|${ranks.join(',')}`;
+    const h = hash32(key);
+    const old = Atomics.compareExchange(this.ctx.i32, this.ctx.layout.hash(id), 0, h);
+    if (old !== 0 && old !== h) throw new Error(`newGroup #${id}: rank ${this.rank} passed [${ranks.join(', ')}] (axis ${axis}) but another rank passed a different list or axis`);
+    return new ThreadsGroup(this.ctx, id, axis, ranks.indexOf(this.rank), [...ranks], this.rank);
+  }
+}
+
+/**
+ * Marks this rank as returned (or failed: every waiting peer then aborts) and wakes every group,
+ * so peers waiting for it fail at once instead of at their timeout.
+ */
+export function announceExit(ctx: ThreadsCtx, failed: boolean): void {
+  Atomics.store(ctx.i32, ctx.layout.exit(ctx.rank), 1);
+  if (failed) Atomics.compareExchange(ctx.i32, ctx.layout.failed, 0, ctx.rank + 1);
+  for (let g = 0; g < MAX_GROUPS; g++) {
+    const b = ctx.layout.bell(g);
+    Atomics.add(ctx.i32, b, 1);
+    Atomics.notify(ctx.i32, b);
+  }
+}
+
+export type { CommBuf };

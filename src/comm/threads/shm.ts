@@ -1,0 +1,108 @@
+/**
+ * Shared-memory layout of the threads transport.
+ *
+ * Control SAB (one per run): an Int32 part for everything that is waited on or published with
+ * Atomics, and a Float64 part for byte counts and offsets (may exceed 2^31). Per group g:
+ *   bell   — bumped + notified on every state change of the group; waiters re-check and sleep on it
+ *   hash   — newGroup check: the first rank stores a hash of (axis, ranks), the others compare
+ *   per member m: PUB (last seq whose descriptor + data are published), RED (allReduce: reduced
+ *   slice of seq ready), DONE (finished reading seq), OP, DTYPE, REDOP, ROOT, DST, SRC;
+ *   f64: BYTES, RECV (bytes expected), OFF (data offset in the member's arena), OFF2 (reduced slice).
+ * Seqs are stored 1-based (0 = nothing yet). Header: FAILED = 1 + the first rank whose fn threw
+ * (0 = none); EXIT[r] = 1 once rank r's fn returned.
+ *
+ * Data: one growable SAB ("arena") per rank, written only by its owner, read by everyone. Each
+ * group gets a region of it that is re-allocated (bump pointer) when a call needs more.
+ */
+import { growableSab, growSab } from './compat.js';
+
+export const MAX_GROUPS = 512;
+export const ARENA_MAX_BYTES = 2 ** 32; // V8's limit for a growable SharedArrayBuffer
+const ARENA_INITIAL_BYTES = 1 << 20;
+const ALIGN = 64;
+
+export const F = { PUB: 0, RED: 1, DONE: 2, OP: 3, DTYPE: 4, REDOP: 5, ROOT: 6, DST: 7, SRC: 8 } as const;
+export const FF = { BYTES: 0, RECV: 1, OFF: 2, OFF2: 3 } as const;
+const MEMBER_INTS = 12;
+const MEMBER_F64 = 4;
+const GROUP_HEAD = 4;
+
+export class Layout {
+  readonly headerInts: number;
+  readonly groupInts: number;
+  readonly intCount: number;
+  readonly bytes: number;
+
+  constructor(readonly size: number) {
+    this.headerInts = 16 + size;
+    this.groupInts = GROUP_HEAD + size * MEMBER_INTS;
+    this.intCount = this.headerInts + MAX_GROUPS * this.groupInts;
+    const f64Start = Math.ceil((this.intCount * 4) / 8) * 8;
+    this.bytes = f64Start + MAX_GROUPS * size * MEMBER_F64 * 8;
+  }
+
+  readonly failed = 0;
+  exit(rank: number): number {
+    return 16 + rank;
+  }
+  bell(g: number): number {
+    return this.headerInts + g * this.groupInts;
+  }
+  hash(g: number): number {
+    return this.bell(g) + 1;
+  }
+  /** Int32 index of field f of member m of group g. */
+  i(g: number, m: number, f: number): number {
+    return this.bell(g) + GROUP_HEAD + m * MEMBER_INTS + f;
+  }
+  /** Float64 index (within the f64 view) of field f of member m of group g. */
+  f(g: number, m: number, f: number): number {
+    return (g * this.size + m) * MEMBER_F64 + f;
+  }
+
+  views(ctl: SharedArrayBuffer): { i32: Int32Array; f64: Float64Array } {
+    const f64Start = Math.ceil((this.intCount * 4) / 8) * 8;
+    return { i32: new Int32Array(ctl, 0, this.intCount), f64: new Float64Array(ctl, f64Start, MAX_GROUPS * this.size * MEMBER_F64) };
+  }
+}
+
+export function newArena(): SharedArrayBuffer {
+  return growableSab(ARENA_INITIAL_BYTES, ARENA_MAX_BYTES);
+}
+
+export function align(n: number): number {
+  return Math.ceil(n / ALIGN) * ALIGN;
+}
+
+/** Owner-side bump allocator over one rank's arena: one region per group, grown when needed. */
+export class ArenaAlloc {
+  private used = 0;
+  private readonly regions = new Map<number, { off: number; cap: number }>();
+
+  constructor(readonly sab: SharedArrayBuffer) {}
+
+  /** Offset of a region of at least `need` bytes for group g (contents not preserved on growth). */
+  region(g: number, need: number): number {
+    const r = this.regions.get(g);
+    if (r && r.cap >= need) return r.off;
+    // Grow by at least 1.5× so a slowly growing message size does not leak one region per call.
+    const cap = align(Math.max(need, r ? Math.floor(r.cap * 1.5) : 0, ALIGN));
+    const off = align(this.used);
+    const end = off + cap;
+    if (end > ARENA_MAX_BYTES) throw new RangeError(`threads transport: a rank's shared arena would exceed ${ARENA_MAX_BYTES} bytes (needs ${end})`);
+    if (end > this.sab.byteLength) growSab(this.sab, Math.min(ARENA_MAX_BYTES, Math.max(end, Math.min(2 * this.sab.byteLength, end + (64 << 20)))));
+    this.used = end;
+    this.regions.set(g, { off, cap });
+    return off;
+  }
+}
+
+/** FNV-1a of a string, never 0 (0 marks an unused group slot). */
+export function hash32(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h | 1;
+}

@@ -1,0 +1,249 @@
+/**
+ * Rank functions shared by the inproc and threads suites (threads needs them as module exports).
+ * Each rank regenerates every rank's seeded input, runs the collective, and compares its own
+ * output with the sequential definition; the test asserts the returned error list is empty.
+ */
+import type { CommBuf, ProcessGroup, ReduceOp, World } from '../../src/comm/types.js';
+import { DeviceMesh, type MeshSpec } from '../../src/comm/mesh.js';
+import { alloc, diff, DTYPE_NAMES, gen, refAllGather, refAllReduce, refAllToAll, refReduceScatter, type DTypeName } from './reference.js';
+
+type Errors = string[];
+
+function check(errs: Errors, what: string, got: ArrayLike<number>, want: ArrayLike<number>): void {
+  const d = diff(what, got, want);
+  if (d) errs.push(d);
+}
+
+function lastBytes(g: ProcessGroup): number {
+  return g.log.records[g.log.records.length - 1]!.bytes;
+}
+
+/** Every op, every dtype, several (uneven) sizes, against the sequential definitions, on group g. */
+async function sweep(g: ProcessGroup, tag: string, salt0: number): Promise<Errors> {
+  const errs: Errors = [];
+  const P = g.size;
+  const r = g.rank;
+  const ins = (dt: DTypeName, n: number, salt: number) => g.ranks.map((_, k) => gen(dt, n, k, salt));
+  let salt = salt0;
+  for (const dt of DTYPE_NAMES) {
+    const at = (op: string, n: number) => `${tag} ${op} ${dt} n=${n} P=${P} rank=${r}`;
+    for (const n of [0, 1, 7, 1023]) {
+      for (const op of ['sum', 'avg', 'max'] as ReduceOp[]) {
+        const all = ins(dt, n, ++salt);
+        const buf = all[r]!.slice();
+        await g.allReduce(buf, op);
+        check(errs, at(`allReduce(${op})`, n), buf, refAllReduce(all, op, dt)[r]!);
+        if (lastBytes(g) !== (2 * buf.byteLength * (P - 1)) / P) errs.push(`${at('allReduce', n)}: logged ${lastBytes(g)} B`);
+      }
+    }
+    for (const n of [1, 5, 333]) {
+      const all = ins(dt, n, ++salt);
+      const out = alloc(dt, n * P);
+      await g.allGather(out, all[r]!);
+      check(errs, at('allGather', n), out, refAllGather(all, dt)[r]!);
+      if (lastBytes(g) !== all[r]!.byteLength * (P - 1)) errs.push(`${at('allGather', n)}: logged ${lastBytes(g)} B`);
+      // In place: the input is this rank's slot of the output.
+      const out2 = alloc(dt, n * P);
+      out2.set(all[r]!, r * n);
+      await g.allGather(out2, out2.subarray(r * n, (r + 1) * n));
+      check(errs, at('allGather in place', n), out2, refAllGather(all, dt)[r]!);
+    }
+    for (const n of [1, 3, 100]) {
+      for (const op of ['sum', 'avg', 'max'] as ReduceOp[]) {
+        const all = ins(dt, n * P, ++salt);
+        const out = alloc(dt, n);
+        await g.reduceScatter(out, all[r]!, op);
+        check(errs, at(`reduceScatter(${op})`, n), out, refReduceScatter(all, op, dt)[r]!);
+      }
+      if (lastBytes(g) !== (n * P * alloc(dt, 1).byteLength * (P - 1)) / P) errs.push(`${at('reduceScatter', n)}: logged ${lastBytes(g)} B`);
+    }
+    for (const n of [1, 4, 77]) {
+      const all = ins(dt, n * P, ++salt);
+      const out = alloc(dt, n * P);
+      await g.allToAll(out, all[r]!);
+      const want = refAllToAll(all, dt)[r]!;
+      check(errs, at('allToAll', n), out, want);
+      const inPlace = all[r]!.slice();
+      await g.allToAll(inPlace, inPlace);
+      check(errs, at('allToAll in place', n), inPlace, want);
+    }
+    for (const n of [1, 1023]) {
+      for (const root of new Set([0, P - 1])) {
+        const all = ins(dt, n, ++salt);
+        const buf = all[r]!.slice();
+        await g.broadcast(buf, root);
+        check(errs, at(`broadcast(root ${root})`, n), buf, all[root]!);
+        if (lastBytes(g) !== (r === root ? buf.byteLength * (P - 1) : 0)) errs.push(`${at('broadcast', n)}: logged ${lastBytes(g)} B`);
+      }
+    }
+    // sendRecv: shift by 1 and by 2 around the group; rank k sends 1 + 13·k elements (uneven).
+    for (const shift of [1, 2]) {
+      const size = (k: number) => 1 + 13 * k;
+      const dst = (r + shift) % P;
+      const src = (r - shift + P * 2) % P;
+      const recv = alloc(dt, size(src));
+      await g.sendRecv(gen(dt, size(r), r, ++salt), dst, recv, src);
+      check(errs, at(`sendRecv(shift ${shift})`, size(src)), recv, gen(dt, size(src), src, salt));
+      if (lastBytes(g) !== (dst === r ? 0 : size(r) * alloc(dt, 1).byteLength)) errs.push(`${at('sendRecv', 0)}: logged ${lastBytes(g)} B`);
+    }
+    // A chain (not a ring): rank 0 receives nothing, the last rank sends nothing.
+    {
+      const recv = alloc(dt, 9).fill(7);
+      await g.sendRecv(gen(dt, 9, r, ++salt), r < P - 1 ? r + 1 : -1, recv, r > 0 ? r - 1 : -1);
+      check(errs, at('sendRecv(chain)', 9), recv, r > 0 ? gen(dt, 9, r - 1, salt) : alloc(dt, 9).fill(7));
+    }
+    await g.barrier();
+  }
+  return errs;
+}
+
+export async function allCollectives(world: World): Promise<Errors> {
+  return sweep(world.group, 'world', 0);
+}
+
+/** reduceScatter then allGather == allReduce; allToAll twice is the identity (chunk sense). */
+export async function properties(world: World): Promise<Errors> {
+  const errs: Errors = [];
+  const g = world.group;
+  const P = g.size;
+  for (const dt of DTYPE_NAMES) {
+    for (const n of [1, 17]) {
+      const x = gen(dt, n * P, g.rank, 100 + n);
+      const ar = x.slice();
+      await g.allReduce(ar);
+      const part = alloc(dt, n);
+      await g.reduceScatter(part, x);
+      const full = alloc(dt, n * P);
+      await g.allGather(full, part);
+      check(errs, `RS∘AG ${dt} n=${n}`, full, ar);
+      const once = alloc(dt, n * P);
+      const twice = alloc(dt, n * P);
+      await g.allToAll(once, x);
+      await g.allToAll(twice, once);
+      check(errs, `A2A∘A2A ${dt} n=${n}`, twice, x);
+    }
+  }
+  return errs;
+}
+
+/** Ring pass with overlap: start sendRecv, compute on the current block, await; P steps. */
+export async function ringOverlap(world: World): Promise<Errors> {
+  const errs: Errors = [];
+  const g = world.group;
+  const P = g.size;
+  const n = 4096;
+  let cur = gen('float64', n, g.rank, 7) as Float64Array;
+  let sum = 0;
+  for (let step = 0; step < P; step++) {
+    const next = new Float64Array(n);
+    const pending = g.sendRecv(cur, (g.rank + 1) % P, next, (g.rank - 1 + P) % P);
+    for (let i = 0; i < n; i++) sum += cur[i]!; // "compute" while the transfer is in flight
+    await pending;
+    cur = next;
+  }
+  let want = 0;
+  for (let k = 0; k < P; k++) for (const v of gen('float64', n, k, 7)) want += v;
+  if (sum !== want) errs.push(`ring sum ${sum} != ${want}`);
+  check(errs, 'ring back home', cur, gen('float64', n, g.rank, 7));
+  return errs;
+}
+
+/** Every mesh axis runs its own sweep, all axes concurrently. */
+export async function meshConcurrent(world: World, spec: MeshSpec): Promise<Errors> {
+  const mesh = DeviceMesh.create(spec, world);
+  const axes = ['dp', 'sp', 'tp', 'ulysses', 'ring'] as const;
+  const lists = await Promise.all(axes.map((a, i) => sweepSmall(mesh.group(a), a, 1000 * (i + 1))));
+  const errs = lists.flat();
+  // Ring neighbours: pass our global rank to ringNext and receive ringPrev's.
+  const ring = mesh.group('ring');
+  const got = new Int32Array(1);
+  await ring.sendRecv(Int32Array.of(world.rank), mesh.ringNext, got, mesh.ringPrev);
+  if (got[0] !== ring.ranks[mesh.ringPrev]) errs.push(`ring neighbour: got ${got[0]}, expected ${ring.ranks[mesh.ringPrev]}`);
+  return errs;
+}
+
+async function sweepSmall(g: ProcessGroup, tag: string, salt: number): Promise<Errors> {
+  const errs: Errors = [];
+  const P = g.size;
+  for (let it = 0; it < 3; it++) {
+    const all = g.ranks.map((_, k) => gen('float64', 33, k, salt + it));
+    const buf = all[g.rank]!.slice();
+    await g.allReduce(buf);
+    check(errs, `${tag} allReduce`, buf, refAllReduce(all, 'sum', 'float64')[g.rank]!);
+    const out = new Float64Array(33 * P);
+    await g.allGather(out, all[g.rank]!);
+    check(errs, `${tag} allGather`, out, refAllGather(all, 'float64')[g.rank]!);
+  }
+  return errs;
+}
+
+export async function returnArgs(world: World, args: unknown): Promise<unknown> {
+  return { rank: world.rank, size: world.size, transport: world.transport, args };
+}
+
+export async function meshInfo(world: World, spec: MeshSpec): Promise<unknown> {
+  const m = DeviceMesh.create(spec, world);
+  const axes = ['dp', 'sp', 'tp', 'ulysses', 'ring'] as const;
+  return { coords: m.coords, ranks: Object.fromEntries(axes.map((a) => [a, m.group(a).ranks])), next: m.ringNext, prev: m.ringPrev };
+}
+
+// ---- faults ----------------------------------------------------------------------------------
+
+/** Rank 2 throws while the others are inside allReduce #1. */
+export async function throwMidAllReduce(world: World): Promise<void> {
+  const g = world.group;
+  await g.allReduce(new Float32Array(64));
+  if (world.rank === 2) {
+    await new Promise((r) => setTimeout(r, 50));
+    throw new Error('boom on rank 2');
+  }
+  await g.allReduce(new Float32Array(64));
+}
+
+/** Rank 1 skips allReduce #1 and sleeps past the timeout (alive, so not an exit). */
+export async function skipCollective(world: World, args: { sleepMs: number }): Promise<void> {
+  const g = world.group;
+  await g.allReduce(new Float32Array(8));
+  if (world.rank === 1) {
+    await new Promise((r) => setTimeout(r, args.sleepMs));
+    return;
+  }
+  await g.allReduce(new Float32Array(8));
+}
+
+/** Rank 1 passes 1024 floats where everyone else passes 256, at allReduce #1 (seq 1). */
+export async function wrongSize(world: World): Promise<void> {
+  const g = world.group;
+  await g.allReduce(new Float32Array(8));
+  await g.allReduce(new Float32Array(world.rank === 1 ? 1024 : 256));
+}
+
+/** Rank 1 calls allGather where rank 0 calls allReduce. */
+export async function wrongOp(world: World): Promise<void> {
+  const g = world.group;
+  if (world.rank === 1) await g.allGather(new Float32Array(1024 * g.size), new Float32Array(1024));
+  else await g.allReduce(new Float32Array(256));
+}
+
+/** Rank 0 returns while the others wait in a barrier. */
+export async function returnEarly(world: World): Promise<void> {
+  if (world.rank !== 0) await world.group.barrier();
+}
+
+export type { CommBuf };
+
+/** Rank 1 throws; rank 0 is stuck in a synchronous loop (threads: must still be terminated). */
+export async function spinWhilePeerFails(world: World): Promise<void> {
+  if (world.rank === 1) {
+    await new Promise((r) => setTimeout(r, 20));
+    throw new Error('boom on rank 1');
+  }
+  for (;;) {
+    // busy: never yields to the event loop
+  }
+}
+
+/** Returns something that cannot be structured-cloned. */
+export async function badResult(): Promise<unknown> {
+  return { f: () => 1 };
+}

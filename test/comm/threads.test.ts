@@ -1,0 +1,3 @@
+import { commSuite } from './suite.js';
+
+commSuite('threads');
