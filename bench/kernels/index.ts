@@ -1,0 +1,138 @@
+/**
+ * `seqpar bench kernels`: native kernel throughput against the machine's FP32 FMA peak measured in
+ * the same run. SGEMM 512³, 1024³, 2048³, 16384×64×64 and attention forward / forward+backward
+ * (N 1K, 4K, 16K; D 64, 128; causal and not), on 1 thread and on `threads` threads. One JSON line
+ * per case is appended to bench/results/kernels_<hostname>_<yyyymmdd>.jsonl (not in smoke mode).
+ */
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadNativeKernels, nativeAddon, setNativeThreads } from '../../src/kernels/native/index.js';
+import { attnCase, gemmCase, measure, type CaseResult } from './cases.js';
+
+export interface KernelBenchOptions {
+  /** One tiny iteration of every case (CI); writes no results file. */
+  smoke?: boolean;
+  /** The multi-threaded configuration (default 2); 1 thread always runs. */
+  threads?: number;
+  /** Progress lines (default console.log). */
+  log?: (line: string) => void;
+  /** Results file (default bench/results/kernels_<host>_<date>.jsonl). */
+  out?: string;
+}
+
+export interface KernelBenchRecord {
+  theme: 'kernels';
+  case: string;
+  kernel: 'sgemm' | 'attn_fwd' | 'attn_fwdbwd';
+  shape: Record<string, number | boolean>;
+  threads: number;
+  isa: string;
+  flops: number;
+  bytes: number;
+  medianSec: number;
+  runsSec: number[];
+  medianCpuSec: number;
+  cpuRunsSec: number[];
+  /** FLOPs / median wall seconds. */
+  gflops: number;
+  /** FLOPs / median process CPU seconds, × threads: the rate with our threads on the cores. */
+  gflopsCpu: number;
+  /** FMA-loop peak of one core (CPU-time based) × threads. */
+  peakGflops: number;
+  /** gflopsCpu / peakGflops: kernel efficiency, unaffected by other processes time-slicing the cores. */
+  pctOfPeak: number;
+  pctOfPeakWall: number;
+  checkRelErr: number;
+  checkOk: boolean;
+  host: string;
+  date: string;
+  smoke: boolean;
+}
+
+/** Best of several runs of the native FMA-throughput loop: GFLOP/s of one core per CPU second. */
+export function measurePeakGflops(smoke = false): number {
+  const a = nativeAddon();
+  if (!a) throw new Error('native addon not loaded');
+  const iters = smoke ? 1e5 : 2e7;
+  let best = 0;
+  for (let i = 0; i < (smoke ? 1 : 7); i++) {
+    let flops = 0;
+    const [, cpu] = measure(() => (flops = a.fmaPeak(iters)));
+    best = Math.max(best, flops / Math.max(cpu, 1e-6) / 1e9);
+  }
+  return best;
+}
+
+function resultsPath(): string {
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+  const d = new Date();
+  const ymd = `${d.getFullYear()}${String(d.getMonth() + 1).padStart(2, '0')}${String(d.getDate()).padStart(2, '0')}`;
+  return join(root, 'bench', 'results', `kernels_${hostname()}_${ymd}.jsonl`);
+}
+
+export function runKernelBench(opts: KernelBenchOptions = {}): KernelBenchRecord[] {
+  const log = opts.log ?? ((s: string) => console.log(s));
+  const smoke = !!opts.smoke;
+  const loaded = loadNativeKernels();
+  if ('error' in loaded) throw new Error(`bench kernels: ${loaded.error}`);
+  const k = loaded.kernels;
+  const addon = nativeAddon()!;
+  const isa = addon.isa();
+  const out = opts.out ?? resultsPath();
+  const threadSet = [...new Set([1, Math.max(1, Math.floor(opts.threads ?? 2))])];
+  const records: KernelBenchRecord[] = [];
+  const date = new Date().toISOString();
+  let peak = measurePeakGflops(smoke);
+  log(`native ${isa}: FMA peak ${peak.toFixed(1)} GFLOP/s per core (best of 7 runs)`);
+
+  const emit = (name: string, kernel: KernelBenchRecord['kernel'], shape: KernelBenchRecord['shape'], threads: number, flops: number, bytes: number, t: CaseResult['timing'], err: number) => {
+    const gflops = flops / t.medianSec / 1e9;
+    const gflopsCpu = (flops / Math.max(t.medianCpuSec, 1e-9) / 1e9) * threads;
+    const r: KernelBenchRecord = {
+      theme: 'kernels', case: name, kernel, shape, threads, isa, flops, bytes,
+      medianSec: t.medianSec, runsSec: t.runsSec, medianCpuSec: t.medianCpuSec, cpuRunsSec: t.cpuRunsSec,
+      gflops, gflopsCpu, peakGflops: peak * threads,
+      pctOfPeak: (100 * gflopsCpu) / (peak * threads), pctOfPeakWall: (100 * gflops) / (peak * threads),
+      checkRelErr: err, checkOk: err < 1e-3, host: hostname(), date, smoke,
+    };
+    records.push(r);
+    log(`${name.padEnd(32)} t=${threads} ${gflopsCpu.toFixed(1).padStart(6)} GFLOP/s/cpu ${r.pctOfPeak.toFixed(0).padStart(3)}% | wall ${gflops.toFixed(1).padStart(6)} ${r.pctOfPeakWall.toFixed(0).padStart(3)}%  ${(t.medianSec * 1e3).toFixed(1)} ms  check ${err.toExponential(1)}${r.checkOk ? '' : '  CHECK FAILED'}`);
+    if (!smoke) {
+      mkdirSync(dirname(out), { recursive: true });
+      appendFileSync(out, JSON.stringify(r) + '\n');
+    }
+  };
+
+  const gemms: [number, number, number][] = smoke ? [[64, 64, 64], [256, 16, 16]] : [[512, 512, 512], [1024, 1024, 1024], [2048, 2048, 2048], [16384, 64, 64]];
+  const attnN = smoke ? [128] : [1024, 4096, 16384];
+  try {
+    for (const threads of threadSet) {
+      setNativeThreads(threads);
+      for (const [N, K, M] of gemms) {
+        const runs = smoke ? 1 : 2 * N * K * M > 4e9 ? 5 : 9;
+        const r = gemmCase(k, N, K, M, runs);
+        emit(`sgemm ${N}x${K}x${M}`, 'sgemm', { N, K, M }, threads, r.flops, r.bytes, r.timing, r.checkRelErr);
+      }
+      for (const N of attnN) {
+        for (const D of [64, 128]) {
+          for (const causal of [false, true]) {
+            const runs = smoke ? 1 : N >= 16384 ? (D > 64 ? 1 : 2) : N >= 4096 ? 3 : 7;
+            const r = attnCase(k, N, D, causal, runs);
+            const shape = { B: 1, N, H: 1, G: 1, D, causal };
+            const tag = `N=${N} D=${D}${causal ? ' causal' : ''}`;
+            emit(`attn fwd ${tag}`, 'attn_fwd', shape, threads, r.extra!.flops, r.bytes, r.extra!.timing, r.checkRelErr);
+            emit(`attn fwd+bwd ${tag}`, 'attn_fwdbwd', shape, threads, r.flops, r.bytes, r.timing, r.checkRelErr);
+          }
+        }
+      }
+    }
+  } finally {
+    setNativeThreads(1);
+    addon.releaseScratch();
+  }
+  const end = measurePeakGflops(smoke);
+  log(`FMA peak at the end: ${end.toFixed(1)} GFLOP/s per core${smoke ? '' : ` (results: ${out})`}`);
+  return records;
+}

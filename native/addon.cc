@@ -1,0 +1,273 @@
+// N-API glue: positional arguments from src/kernels/native/index.ts, checked here (a wrong size
+// must be a RangeError, never a write past the end of a buffer), then dispatched to the function
+// table of the selected ISA. Buffers are used in place: the pointer from napi_get_typedarray_info
+// already includes the view's byte offset and may point into a SharedArrayBuffer.
+#include <math.h>
+#include <sched.h>
+#include <string.h>
+
+#include <string>
+
+#include <napi.h>
+
+#include "api.h"
+#include "runtime.h"
+
+namespace {
+
+bool has_avx512() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+}
+bool has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+const KernelTable* best_table() {
+  __builtin_cpu_init();
+  if (has_avx512()) return sp_avx512::table();
+  if (has_avx2()) return sp_avx2::table();
+  return sp_scalar::table();
+}
+// Per JS thread, like the thread count: setIsa in one worker does not change another.
+thread_local const KernelTable* tl_table = nullptr;
+const KernelTable* T() {
+  if (!tl_table) tl_table = best_table();
+  return tl_table;
+}
+
+using Info = Napi::CallbackInfo;
+
+[[noreturn]] void range_error(const Info& info, const std::string& msg) {
+  throw Napi::RangeError::New(info.Env(), msg);
+}
+bool absent(const Info& info, size_t i) { return i >= info.Length() || info[i].IsUndefined() || info[i].IsNull(); }
+
+int64_t I(const Info& info, size_t i, const char* what) {
+  if (i >= info.Length() || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a number");
+  const double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!(v >= 0) || v != floor(v) || v > 9.0e15) range_error(info, std::string(what) + " must be a non-negative integer, got " + std::to_string(v));
+  return (int64_t)v;
+}
+double Num(const Info& info, size_t i, const char* what) {
+  if (i >= info.Length() || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a number");
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+
+template <typename E, napi_typedarray_type K>
+E* typed(const Info& info, size_t i, int64_t need, const char* what, bool optional) {
+  if (optional && absent(info, i)) return nullptr;
+  if (i >= info.Length() || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != K)
+    throw Napi::TypeError::New(info.Env(), std::string(what) + (K == napi_float32_array ? " must be a Float32Array" : " must be an Int32Array"));
+  auto a = info[i].As<Napi::TypedArrayOf<E>>();
+  if ((int64_t)a.ElementLength() < need)
+    range_error(info, std::string(what) + ": buffer has " + std::to_string(a.ElementLength()) + " elements, needs " + std::to_string(need));
+  return a.Data();
+}
+float* F(const Info& info, size_t i, int64_t need, const char* what, bool optional = false) {
+  return typed<float, napi_float32_array>(info, i, need, what, optional);
+}
+int32_t* I32(const Info& info, size_t i, int64_t need, const char* what) {
+  return typed<int32_t, napi_int32_array>(info, i, need, what, false);
+}
+int64_t len(const Info& info, size_t i, const char* what) {
+  F(info, i, 0, what);
+  return (int64_t)info[i].As<Napi::TypedArray>().ElementLength();
+}
+
+// matmulForward(out, x, w, bias|null, N, K, M)
+Napi::Value MatmulForward(const Info& info) {
+  const int64_t N = I(info, 4, "N"), K = I(info, 5, "K"), M = I(info, 6, "M");
+  T()->matmulForward(F(info, 0, N * M, "out"), F(info, 1, N * K, "x"), F(info, 2, M * K, "weight"),
+                     F(info, 3, M, "bias", true), N, K, M);
+  return info.Env().Undefined();
+}
+// matmulBackward(dx|null, dw|null, db|null, dOut, x, w, N, K, M)
+Napi::Value MatmulBackward(const Info& info) {
+  const int64_t N = I(info, 6, "N"), K = I(info, 7, "K"), M = I(info, 8, "M");
+  T()->matmulBackward(F(info, 0, N * K, "dx", true), F(info, 1, M * K, "dWeight", true), F(info, 2, M, "dBias", true),
+                      F(info, 3, N * M, "dOut"), F(info, 4, N * K, "x"), F(info, 5, M * K, "weight"), N, K, M);
+  return info.Env().Undefined();
+}
+// layerNormForward(out, mean, rstd, x, w, b, N, C, eps)
+Napi::Value LayerNormForward(const Info& info) {
+  const int64_t N = I(info, 6, "N"), C = I(info, 7, "C");
+  T()->layerNormForward(F(info, 0, N * C, "out"), F(info, 1, N, "mean"), F(info, 2, N, "rstd"), F(info, 3, N * C, "x"),
+                        F(info, 4, C, "weight"), F(info, 5, C, "bias"), N, C, (float)Num(info, 8, "eps"));
+  return info.Env().Undefined();
+}
+// layerNormBackward(dx, dw, db, dOut, x, w, mean, rstd, N, C)
+Napi::Value LayerNormBackward(const Info& info) {
+  const int64_t N = I(info, 8, "N"), C = I(info, 9, "C");
+  T()->layerNormBackward(F(info, 0, N * C, "dx"), F(info, 1, C, "dWeight"), F(info, 2, C, "dBias"),
+                         F(info, 3, N * C, "dOut"), F(info, 4, N * C, "x"), F(info, 5, C, "weight"),
+                         F(info, 6, N, "mean"), F(info, 7, N, "rstd"), N, C);
+  return info.Env().Undefined();
+}
+// rmsNormForward(out, rstd, x, w, N, C, eps)
+Napi::Value RmsNormForward(const Info& info) {
+  const int64_t N = I(info, 4, "N"), C = I(info, 5, "C");
+  T()->rmsNormForward(F(info, 0, N * C, "out"), F(info, 1, N, "rstd"), F(info, 2, N * C, "x"), F(info, 3, C, "weight"),
+                      N, C, (float)Num(info, 6, "eps"));
+  return info.Env().Undefined();
+}
+// rmsNormBackward(dx, dw, dOut, x, w, rstd, N, C)
+Napi::Value RmsNormBackward(const Info& info) {
+  const int64_t N = I(info, 6, "N"), C = I(info, 7, "C");
+  T()->rmsNormBackward(F(info, 0, N * C, "dx"), F(info, 1, C, "dWeight"), F(info, 2, N * C, "dOut"),
+                       F(info, 3, N * C, "x"), F(info, 4, C, "weight"), F(info, 5, N, "rstd"), N, C);
+  return info.Env().Undefined();
+}
+// geluForward(out, x, n) / geluBackward(dx, dOut, x, n)
+Napi::Value GeluForward(const Info& info) {
+  const int64_t n = I(info, 2, "n");
+  T()->geluForward(F(info, 0, n, "out"), F(info, 1, n, "x"), n);
+  return info.Env().Undefined();
+}
+Napi::Value GeluBackward(const Info& info) {
+  const int64_t n = I(info, 3, "n");
+  T()->geluBackward(F(info, 0, n, "dx"), F(info, 1, n, "dOut"), F(info, 2, n, "x"), n);
+  return info.Env().Undefined();
+}
+// swigluForward(out, x, N, F) / swigluBackward(dx, dOut, x, N, F)
+Napi::Value SwigluForward(const Info& info) {
+  const int64_t N = I(info, 2, "N"), Fd = I(info, 3, "F");
+  T()->swigluForward(F(info, 0, N * Fd, "out"), F(info, 1, 2 * N * Fd, "x"), N, Fd);
+  return info.Env().Undefined();
+}
+Napi::Value SwigluBackward(const Info& info) {
+  const int64_t N = I(info, 3, "N"), Fd = I(info, 4, "F");
+  T()->swigluBackward(F(info, 0, 2 * N * Fd, "dx"), F(info, 1, N * Fd, "dOut"), F(info, 2, 2 * N * Fd, "x"), N, Fd);
+  return info.Env().Undefined();
+}
+// embeddingForward(out, tokens, weight, N, C) / embeddingBackward(dWeight, dOut, tokens, N, C)
+int64_t check_tokens(const Info& info, const int32_t* tok, int64_t N, int64_t V) {
+  for (int64_t n = 0; n < N; n++)
+    if (tok[n] < 0 || tok[n] >= V) range_error(info, "token " + std::to_string(tok[n]) + " at " + std::to_string(n) + " is outside [0, " + std::to_string(V) + ")");
+  return V;
+}
+Napi::Value EmbeddingForward(const Info& info) {
+  const int64_t N = I(info, 3, "N"), C = I(info, 4, "C");
+  float* out = F(info, 0, N * C, "out");
+  const int32_t* tok = I32(info, 1, N, "tokens");
+  const float* w = F(info, 2, 0, "weight");
+  check_tokens(info, tok, N, C ? len(info, 2, "weight") / C : 0);
+  for (int64_t n = 0; n < N; n++) memcpy(out + n * C, w + (int64_t)tok[n] * C, sizeof(float) * C);
+  return info.Env().Undefined();
+}
+Napi::Value EmbeddingBackward(const Info& info) {
+  const int64_t N = I(info, 3, "N"), C = I(info, 4, "C");
+  float* dw = F(info, 0, 0, "dWeight");
+  const float* d = F(info, 1, N * C, "dOut");
+  const int32_t* tok = I32(info, 2, N, "tokens");
+  check_tokens(info, tok, N, C ? len(info, 0, "dWeight") / C : 0);
+  for (int64_t n = 0; n < N; n++) T()->axpy(dw + (int64_t)tok[n] * C, d + n * C, C, 1.0f);
+  return info.Env().Undefined();
+}
+// rope(out, x, pos, B, T, H, D, base, backward): forward out = R x; backward out += R^T x
+Napi::Value Rope(const Info& info) {
+  const int64_t B = I(info, 3, "B"), Tn = I(info, 4, "T"), H = I(info, 5, "H"), D = I(info, 6, "D");
+  const double base = Num(info, 7, "base");
+  const bool backward = info[8].ToBoolean();
+  if (D % 2) range_error(info, "rope: D must be even, got " + std::to_string(D));
+  const int64_t n = B * Tn * H * D, h2 = D / 2;
+  float* out = F(info, 0, n, backward ? "dx" : "out");
+  const float* x = F(info, 1, n, backward ? "dOut" : "x");
+  const int32_t* pos = I32(info, 2, Tn, "pos");
+  // angles in float64 (positions reach 1e5+, float32 angles would be off by whole radians)
+  float* cs = sp_scratch(4, (size_t)(2 * Tn * h2 + 1));
+  for (int64_t j = 0; j < h2; j++) {
+    const double f = pow(base, -2.0 * (double)j / (double)D);
+    for (int64_t t = 0; t < Tn; t++) {
+      const double ang = (double)pos[t] * f;
+      cs[t * h2 + j] = (float)cos(ang);
+      cs[(Tn + t) * h2 + j] = (float)sin(ang);
+    }
+  }
+  T()->rope(out, x, cs, B, Tn, H, D, backward ? -1.0f : 1.0f, backward);
+  return info.Env().Undefined();
+}
+// crossEntropyForward(losses, lse, logits, targets, N, V, ignore) -> counted rows
+void check_targets(const Info& info, const int32_t* t, int64_t N, int64_t V, int32_t ignore) {
+  for (int64_t n = 0; n < N; n++)
+    if (t[n] != ignore && (t[n] < 0 || t[n] >= V)) range_error(info, "target " + std::to_string(t[n]) + " at " + std::to_string(n) + " is outside [0, " + std::to_string(V) + ")");
+}
+Napi::Value CrossEntropyForward(const Info& info) {
+  const int64_t N = I(info, 4, "N"), V = I(info, 5, "V");
+  const int32_t ignore = (int32_t)Num(info, 6, "ignoreIndex");
+  const int32_t* tg = I32(info, 3, N, "targets");
+  check_targets(info, tg, N, V, ignore);
+  T()->crossEntropyForward(F(info, 0, N, "losses"), F(info, 1, N, "lse"), F(info, 2, N * V, "logits"), tg, N, V, ignore);
+  int64_t count = 0;
+  for (int64_t n = 0; n < N; n++) count += tg[n] != ignore;
+  return Napi::Number::New(info.Env(), (double)count);
+}
+// crossEntropyBackward(dLogits, logits, lse, targets, N, V, ignore, scale)
+Napi::Value CrossEntropyBackward(const Info& info) {
+  const int64_t N = I(info, 4, "N"), V = I(info, 5, "V");
+  const int32_t ignore = (int32_t)Num(info, 6, "ignoreIndex");
+  const int32_t* tg = I32(info, 3, N, "targets");
+  check_targets(info, tg, N, V, ignore);
+  T()->crossEntropyBackward(F(info, 0, N * V, "dLogits"), F(info, 1, N * V, "logits"), F(info, 2, N, "lse"), tg, N, V,
+                            ignore, (float)Num(info, 7, "scale"));
+  return info.Env().Undefined();
+}
+// adamwStep(param, m, v, grad, n, lr, beta1, beta2, eps, weightDecay, step)
+Napi::Value AdamwStep(const Info& info) {
+  const int64_t n = I(info, 4, "n");
+  const double b1 = Num(info, 6, "beta1"), b2 = Num(info, 7, "beta2"), step = Num(info, 10, "step");
+  T()->adamw(F(info, 0, n, "param"), F(info, 1, n, "m"), F(info, 2, n, "v"), F(info, 3, n, "grad"), n,
+             (float)Num(info, 5, "lr"), (float)b1, (float)b2, (float)Num(info, 8, "eps"),
+             (float)Num(info, 9, "weightDecay"), (float)(1.0 - pow(b1, step)), (float)(1.0 - pow(b2, step)));
+  return info.Env().Undefined();
+}
+Napi::Value SumSquares(const Info& info) {
+  const int64_t n = len(info, 0, "x");
+  return Napi::Number::New(info.Env(), T()->sumSquares(F(info, 0, n, "x"), n));
+}
+Napi::Value Scale(const Info& info) {
+  const int64_t n = len(info, 0, "x");
+  T()->scale(F(info, 0, n, "x"), n, (float)Num(info, 1, "s"));
+  return info.Env().Undefined();
+}
+Napi::Value Axpy(const Info& info) {
+  const int64_t n = len(info, 0, "y");
+  T()->axpy(F(info, 0, n, "y"), F(info, 1, n, "x"), n, (float)Num(info, 2, "a"));
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+// attention and control functions live in addon_attn.cc
+void init_attn(Napi::Env env, Napi::Object exports);
+const KernelTable* sp_current_table() { return T(); }
+void sp_set_table(const KernelTable* t) { tl_table = t; }
+bool sp_isa_supported(const std::string& name) {
+  __builtin_cpu_init();
+  return name == "scalar" || (name == "avx2" && has_avx2()) || (name == "avx512" && has_avx512());
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+#define SP_EXPORT(name, fn) exports.Set(name, Napi::Function::New(env, fn, name))
+  SP_EXPORT("matmulForward", MatmulForward);
+  SP_EXPORT("matmulBackward", MatmulBackward);
+  SP_EXPORT("layerNormForward", LayerNormForward);
+  SP_EXPORT("layerNormBackward", LayerNormBackward);
+  SP_EXPORT("rmsNormForward", RmsNormForward);
+  SP_EXPORT("rmsNormBackward", RmsNormBackward);
+  SP_EXPORT("geluForward", GeluForward);
+  SP_EXPORT("geluBackward", GeluBackward);
+  SP_EXPORT("swigluForward", SwigluForward);
+  SP_EXPORT("swigluBackward", SwigluBackward);
+  SP_EXPORT("embeddingForward", EmbeddingForward);
+  SP_EXPORT("embeddingBackward", EmbeddingBackward);
+  SP_EXPORT("rope", Rope);
+  SP_EXPORT("crossEntropyForward", CrossEntropyForward);
+  SP_EXPORT("crossEntropyBackward", CrossEntropyBackward);
+  SP_EXPORT("adamwStep", AdamwStep);
+  SP_EXPORT("sumSquares", SumSquares);
+  SP_EXPORT("scale", Scale);
+  SP_EXPORT("axpy", Axpy);
+#undef SP_EXPORT
+  init_attn(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(seqpar_native, Init)

@@ -1,0 +1,107 @@
+// Shared pieces of the fused attention kernels: tile sizes, the mask rule on GLOBAL positions
+// (src/kernels/types.ts AttnMask), per-tile classification so fully masked tiles are skipped and
+// fully allowed tiles need no per-element mask, and K/V packing.
+#pragma once
+#include "api.h"
+#include "tile.h"
+
+namespace SP_NS {
+
+constexpr int64_t BR = 48;  // query rows per tile (multiple of kMR on every ISA)
+constexpr int64_t BC = 64;  // keys per tile (multiple of 2W on every ISA)
+static const float kNegInf = -__builtin_inff();
+
+// Allowed keys for a query at position qp form the interval [lo(qp), hi(qp)] (empty for qp < 0);
+// lo and hi are non-decreasing in qp. Positions are < 2^24 (checked by the glue), so clamping
+// the bounds to [-1, 2^24 + 1] keeps them exact as floats.
+struct Mask {
+  bool causal, hasLeft, hasRight;
+  int64_t left, right;
+  int64_t lo(int64_t qp) const { return hasLeft ? imax(0, qp - left) : 0; }
+  int64_t hi(int64_t qp) const {
+    int64_t h = causal ? qp : ((int64_t)1 << 25);
+    if (hasRight) h = imin(h, qp + right);
+    return h;
+  }
+  static float clampf(int64_t v) { return (float)imin(imax(v, -1), ((int64_t)1 << 24) + 1); }
+};
+static inline Mask mask_of(const AttnArgs& a) { return Mask{a.causal, a.hasLeft, a.hasRight, a.left, a.right}; }
+
+// min/max over the non-negative positions of a tile; n = how many; pad = any negative.
+struct PosStats {
+  int64_t mn, mx, n;
+  bool pad;
+};
+static inline PosStats pos_stats(const int32_t* pos, int64_t cnt) {
+  PosStats s{INT64_MAX, -1, 0, false};
+  for (int64_t i = 0; i < cnt; i++) {
+    const int64_t p = pos[i];
+    if (p < 0) { s.pad = true; continue; }
+    s.n++;
+    s.mn = imin(s.mn, p);
+    s.mx = imax(s.mx, p);
+  }
+  return s;
+}
+
+enum TileKind { kSkip, kFull, kPartial };
+// Conservative: kSkip only when no pair can be allowed, kFull only when every pair is allowed.
+static inline TileKind classify(const Mask& m, const PosStats& q, const PosStats& k, bool kPadCols) {
+  if (q.n == 0 || k.n == 0) return kSkip;
+  if (k.mx < m.lo(q.mn) || k.mn > m.hi(q.mx)) return kSkip;
+  if (!q.pad && !k.pad && !kPadCols && k.mn >= m.lo(q.mx) && k.mx <= m.hi(q.mn)) return kFull;
+  return kPartial;
+}
+
+// Row r of a score tile: x[c] = allowed(qp, kpf[c]) ? x[c]*scale : -inf, returns the row max.
+// ncols is a multiple of W; kpf holds positions as floats (-1 for padding).
+static inline float scale_mask_row(float* x, int64_t ncols, float scale, const float* kpf, const Mask& m, int64_t qp,
+                                   bool masked) {
+  vf vs = vset1(scale), vmx = vset1(kNegInf);
+  if (!masked) {
+    for (int64_t c = 0; c < ncols; c += W) {
+      vf s = vmul(vload(x + c), vs);
+      vstore(x + c, s);
+      vmx = vmax(vmx, s);
+    }
+    return vhmax(vmx);
+  }
+  // A padded query (qp < 0) attends nothing: an empty interval [1, -1].
+  const vf lo = vset1(qp < 0 ? 1.0f : Mask::clampf(m.lo(qp))), hi = vset1(qp < 0 ? -1.0f : Mask::clampf(m.hi(qp)));
+  const vf ninf = vset1(kNegInf);
+  for (int64_t c = 0; c < ncols; c += W) {
+    vf kp = vload(kpf + c);
+    vf s = vsel(mand(vge(kp, lo), vle(kp, hi)), vmul(vload(x + c), vs), ninf);
+    vstore(x + c, s);
+    vmx = vmax(vmx, s);
+  }
+  return vhmax(vmx);
+}
+
+// Key tile jt of head (b, g) transposed: dst[d][c] = k[b, s0 + c, g, d], zero for c >= cnt.
+static inline void pack_kt(float* dst, const float* src, int64_t rowStride, int64_t cnt, int64_t D) {
+  for (int64_t d = 0; d < D; d++) {
+    float* o = dst + d * BC;
+    for (int64_t c = 0; c < cnt; c++) o[c] = src[c * rowStride + d];
+    for (int64_t c = cnt; c < BC; c++) o[c] = 0.0f;
+  }
+}
+// Rows copied into a [rows][Dp] buffer with zero padding (columns D..Dp, rows cnt..rows).
+static inline void pack_rows(float* dst, const float* src, int64_t rowStride, int64_t cnt, int64_t rows, int64_t D,
+                             int64_t Dp) {
+  for (int64_t c = 0; c < rows; c++) {
+    float* o = dst + c * Dp;
+    if (c < cnt) {
+      memcpy(o, src + c * rowStride, sizeof(float) * D);
+      for (int64_t d = D; d < Dp; d++) o[d] = 0.0f;
+    } else {
+      memset(o, 0, sizeof(float) * Dp);
+    }
+  }
+}
+static inline void pos_to_float(float* dst, const int32_t* pos, int64_t cnt, int64_t padTo) {
+  for (int64_t i = 0; i < cnt; i++) dst[i] = pos[i] < 0 ? -1.0f : (float)pos[i];
+  for (int64_t i = cnt; i < padTo; i++) dst[i] = -1.0f;
+}
+
+}  // namespace SP_NS

@@ -1,0 +1,181 @@
+// Blocked, packed SGEMM (BLIS loop order) and the matmul forward/backward built on it.
+//   jc (NC columns of C) -> pc (KC of k; pack B block KCxNC into NR-wide panels)
+//   -> ic (MC rows; pack A block MCxKC into MR-tall panels) -> jr (NR) -> ir (MR) -> tile.
+// Packing zero-pads partial panels so the micro-kernel always runs full MRxNR; partial C tiles go
+// through a small buffer. Transposes are just strides, which is all backward needs.
+#include "api.h"
+#include "tile.h"
+
+namespace SP_NS {
+
+constexpr int MR = kMR;
+constexpr int NV = (W == 1) ? 2 : 2;
+constexpr int NR = NV * W;
+constexpr int64_t KC = 256;                  // B panel KC x NR: 16 KiB (AVX2) / 32 KiB (AVX-512): L1
+constexpr int64_t MC = MR * (W == 1 ? 16 : 24);  // A block MC x KC: 144 x 256 x 4 = 144 KiB: L2
+constexpr int64_t NC = 2048;                 // B block KC x NC: 2 MiB: L2/L3
+
+// dst[panel][k][MR] <- A(i0 + panel*MR + r, p0 + k), zero rows past mc.
+static void packA(float* dst, const GemmArgs& g, int64_t i0, int64_t mc, int64_t p0, int64_t kc) {
+  for (int64_t ip = 0; ip < mc; ip += MR) {
+    const int64_t rows = imin(MR, mc - ip);
+    float* d = dst + ip * kc;
+    const float* src = g.A + (i0 + ip) * g.ars + p0 * g.acs;
+    if (rows == MR && g.ars == 1) {  // column-major A (dW = dOut^T x): MR contiguous floats per k
+      for (int64_t k = 0; k < kc; k++) memcpy(d + k * MR, src + k * g.acs, sizeof(float) * MR);
+      continue;
+    }
+    if (g.acs == 1) {  // row-major A (forward x, dx's dOut): read each row sequentially
+      for (int64_t r = 0; r < rows; r++) {
+        const float* s = src + r * g.ars;
+        for (int64_t k = 0; k < kc; k++) d[k * MR + r] = s[k];
+      }
+    } else {
+      for (int64_t k = 0; k < kc; k++) {
+        const float* s = src + k * g.acs;
+        for (int64_t r = 0; r < rows; r++) d[k * MR + r] = s[r * g.ars];
+      }
+    }
+    for (int64_t r = rows; r < MR; r++)
+      for (int64_t k = 0; k < kc; k++) d[k * MR + r] = 0.0f;
+  }
+}
+
+// dst[panel][k][NR] <- B(p0 + k, j0 + panel*NR + c), zero columns past nc.
+static void packB(float* dst, const GemmArgs& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc) {
+  for (int64_t jp = 0; jp < nc; jp += NR) {
+    const int64_t cols = imin(NR, nc - jp);
+    float* d = dst + jp * kc;
+    const float* src = g.B + p0 * g.brs + (j0 + jp) * g.bcs;
+    if (cols == NR && g.bcs == 1) {  // row-major B: NR contiguous floats per k
+      for (int64_t k = 0; k < kc; k++) memcpy(d + k * NR, src + k * g.brs, sizeof(float) * NR);
+      continue;
+    }
+    if (g.brs == 1) {  // B = W^T in the forward: each weight row is contiguous in k
+      for (int64_t c = 0; c < cols; c++) {
+        const float* s = src + c * g.bcs;
+        for (int64_t k = 0; k < kc; k++) d[k * NR + c] = s[k];
+      }
+    } else {
+      for (int64_t k = 0; k < kc; k++) {
+        const float* s = src + k * g.brs;
+        for (int64_t c = 0; c < cols; c++) d[k * NR + c] = s[c * g.bcs];
+      }
+    }
+    for (int64_t c = cols; c < NR; c++)
+      for (int64_t k = 0; k < kc; k++) d[k * NR + c] = 0.0f;
+  }
+}
+
+static void gemm1(const GemmArgs& g) {
+  if (g.m <= 0 || g.n <= 0) return;
+  if (g.k <= 0) {  // empty sum: overwrite with zeros, accumulate adds nothing
+    if (!g.accumulate)
+      for (int64_t i = 0; i < g.m; i++) memset(g.C + i * g.ldc, 0, sizeof(float) * g.n);
+    return;
+  }
+  float* bufA = sp_scratch(0, (size_t)(MC * KC));
+  float* bufB = sp_scratch(1, (size_t)(KC * round_up(imin(NC, g.n), NR)));
+  alignas(64) float tmp[MR * NR];
+  for (int64_t jc = 0; jc < g.n; jc += NC) {
+    const int64_t nc = imin(NC, g.n - jc);
+    for (int64_t pc = 0; pc < g.k; pc += KC) {
+      const int64_t kc = imin(KC, g.k - pc);
+      const bool acc = g.accumulate || pc > 0;
+      packB(bufB, g, pc, kc, jc, nc);
+      for (int64_t ic = 0; ic < g.m; ic += MC) {
+        const int64_t mc = imin(MC, g.m - ic);
+        packA(bufA, g, ic, mc, pc, kc);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const float* Bp = bufB + jr * kc;
+          const int64_t cols = imin(NR, nc - jr);
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const float* Ap = bufA + ir * kc;
+            const int64_t rows = imin(MR, mc - ir);
+            float* C = g.C + (ic + ir) * g.ldc + jc + jr;
+            if (rows == MR && cols == NR) {
+              if (acc) tile<MR, NV, true, false>(kc, Ap, MR, 1, Bp, NR, C, g.ldc, nullptr);
+              else tile<MR, NV, false, false>(kc, Ap, MR, 1, Bp, NR, C, g.ldc, nullptr);
+            } else {
+              tile<MR, NV, false, false>(kc, Ap, MR, 1, Bp, NR, tmp, NR, nullptr);
+              for (int64_t r = 0; r < rows; r++)
+                for (int64_t c = 0; c < cols; c++)
+                  C[r * g.ldc + c] = acc ? C[r * g.ldc + c] + tmp[r * NR + c] : tmp[r * NR + c];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Splits C into sp_threads() row or column stripes (whichever dimension is longer), each a whole
+// single-threaded GEMM with its own packing buffers.
+struct GemmSplit {
+  GemmArgs g;
+  bool byRows;
+  int64_t step;
+};
+static void gemm_part(void* ctx, int64_t item, int) {
+  const GemmSplit& s = *(const GemmSplit*)ctx;
+  GemmArgs p = s.g;
+  const int64_t total = s.byRows ? p.m : p.n;
+  const int64_t b = item * s.step, e = imin(total, b + s.step);
+  if (b >= e) return;
+  if (s.byRows) {
+    p.m = e - b;
+    p.A += b * p.ars;
+    p.C += b * p.ldc;
+  } else {
+    p.n = e - b;
+    p.B += b * p.bcs;
+    p.C += b;
+  }
+  gemm1(p);
+}
+static void gemm_par(const GemmArgs& g) {
+  const int t = sp_threads();
+  if (t <= 1 || (g.m * g.n * g.k) < (int64_t)1 << 18) return gemm1(g);
+  GemmSplit s{g, g.m >= g.n, 0};
+  const int64_t total = s.byRows ? g.m : g.n;
+  const int64_t align = s.byRows ? MR : NR;
+  s.step = round_up((total + t - 1) / t, align);
+  sp_parallel_for((total + s.step - 1) / s.step, gemm_part, &s);
+}
+
+// out[N, M] = x[N, K] . w[M, K]^T (+ bias[M])
+static void matmulForward(float* out, const float* x, const float* w, const float* bias, int64_t N, int64_t K,
+                          int64_t M) {
+  gemm_par(GemmArgs{N, M, K, x, K, 1, w, 1, K, out, M, false});
+  if (bias) {
+    for (int64_t n = 0; n < N; n++) {
+      float* o = out + n * M;
+      int64_t j = 0;
+      for (; j < vfull(M); j += W) vstore(o + j, vadd(vload(o + j), vload(bias + j)));
+      for (; j < M; j++) o[j] += bias[j];
+    }
+  }
+}
+
+// dx[N,K] += dOut[N,M] . w[M,K];  dw[M,K] += dOut^T . x;  db[M] += sum_n dOut[n,:]
+static void matmulBackward(float* dx, float* dw, float* db, const float* dOut, const float* x, const float* w,
+                           int64_t N, int64_t K, int64_t M) {
+  if (dx) gemm_par(GemmArgs{N, K, M, dOut, M, 1, w, K, 1, dx, K, true});
+  if (dw) gemm_par(GemmArgs{M, K, N, dOut, 1, M, x, K, 1, dw, K, true});
+  if (db) {
+    for (int64_t n = 0; n < N; n++) {
+      const float* d = dOut + n * M;
+      int64_t j = 0;
+      for (; j < vfull(M); j += W) vstore(db + j, vadd(vload(db + j), vload(d + j)));
+      for (; j < M; j++) db[j] += d[j];
+    }
+  }
+}
+
+void register_gemm(KernelTable& t) {
+  t.gemm = gemm1;
+  t.matmulForward = matmulForward;
+  t.matmulBackward = matmulBackward;
+}
+
+}  // namespace SP_NS

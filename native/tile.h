@@ -1,0 +1,94 @@
+// Register-tile micro-kernel shared by the blocked SGEMM and the fused attention kernels.
+//   C[MR][NV*W] (= or +=) sum_{k<K} A(k, r) * B[k][0 .. NV*W)
+//   A(k, r) = A[k*ak + r*ar]   (broadcast operand: packed panel, a query row, a P/dS tile, ...)
+//   B[k][:]  = B + k*ldb        (vector operand: NV full vectors per k, no tails)
+// MR*NV accumulators stay in registers (AVX2: 6x2 of 16 ymm; AVX-512: 12x2 of 32 zmm).
+#pragma once
+#include "simd.h"
+
+namespace SP_NS {
+
+#if defined(__AVX512F__)
+constexpr int kMR = 12;
+#elif defined(__AVX2__)
+constexpr int kMR = 6;
+#else
+constexpr int kMR = 4;
+#endif
+
+// SCALE: C is first multiplied row-wise by rs[r] (online-softmax rescale of the accumulator).
+template <int MR, int NV, bool ACC, bool SCALE>
+static inline void tile(int64_t K, const float* __restrict A, int64_t ak, int64_t ar, const float* __restrict B,
+                        int64_t ldb, float* __restrict C, int64_t ldc, const float* rs) {
+  vf acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; r++) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) {
+      if (ACC) {
+        acc[r][j] = vload(C + r * ldc + j * W);
+        if (SCALE) acc[r][j] = vmul(acc[r][j], vset1(rs[r]));
+      } else {
+        acc[r][j] = vzero();
+      }
+    }
+  }
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < K; k++) {
+    vf b[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) b[j] = vload(B + k * ldb + j * W);
+    const float* a = A + k * ak;
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++) {
+      vf av = vset1(a[r * ar]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; j++) acc[r][j] = vfma(av, b[j], acc[r][j]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; r++) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) vstore(C + r * ldc + j * W, acc[r][j]);
+  }
+}
+
+// Same tile for any row count mr in [1, kMR] (row remainders of attention tiles).
+template <int NV, bool ACC, bool SCALE>
+static inline void tile_rows(int mr, int64_t K, const float* A, int64_t ak, int64_t ar, const float* B, int64_t ldb,
+                             float* C, int64_t ldc, const float* rs) {
+  switch (mr) {
+#define SP_TILE_CASE(n) \
+  case n:               \
+    if (n <= kMR) tile<(n <= kMR ? n : 1), NV, ACC, SCALE>(K, A, ak, ar, B, ldb, C, ldc, rs); \
+    break;
+    SP_TILE_CASE(1) SP_TILE_CASE(2) SP_TILE_CASE(3) SP_TILE_CASE(4) SP_TILE_CASE(5) SP_TILE_CASE(6)
+    SP_TILE_CASE(7) SP_TILE_CASE(8) SP_TILE_CASE(9) SP_TILE_CASE(10) SP_TILE_CASE(11) SP_TILE_CASE(12)
+#undef SP_TILE_CASE
+    default: break;
+  }
+}
+
+// C[m][ncols] (= or +=) sum_k A(k, r) B[k][:] for any m, with ncols a multiple of W (padded
+// buffers). Column blocks of 2 vectors, then 1.
+template <bool ACC, bool SCALE>
+static inline void tile_block(int64_t m, int64_t ncols, int64_t K, const float* A, int64_t ak, int64_t ar,
+                              const float* B, int64_t ldb, float* C, int64_t ldc, const float* rs) {
+  for (int64_t c = 0; c < ncols; c += 2 * W) {
+    const bool two = c + 2 * W <= ncols;
+    for (int64_t r = 0; r < m; r += kMR) {
+      const int mr = (int)imin(kMR, m - r);
+      const float* Ar = A + r * ar;
+      float* Cr = C + r * ldc + c;
+      const float* rsr = SCALE ? rs + r : nullptr;
+      if (two) {
+        if (mr == kMR) tile<kMR, 2, ACC, SCALE>(K, Ar, ak, ar, B + c, ldb, Cr, ldc, rsr);
+        else tile_rows<2, ACC, SCALE>(mr, K, Ar, ak, ar, B + c, ldb, Cr, ldc, rsr);
+      } else {
+        tile_rows<1, ACC, SCALE>(mr, K, Ar, ak, ar, B + c, ldb, Cr, ldc, rsr);
+      }
+    }
+  }
+}
+
+}  // namespace SP_NS
