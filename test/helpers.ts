@@ -8,6 +8,8 @@ import { allocBuf } from '../src/tensor/dtype.js';
 export interface Tol {
   rtol?: number;
   atol?: number;
+  /** Adds atolScale · max|expected| to atol: a floor for values that cancel to near zero in float32. */
+  atolScale?: number;
 }
 
 /**
@@ -16,7 +18,9 @@ export interface Tol {
  */
 export function expectAllClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tol = {}, what = 'value', shape?: Shape): void {
   const rtol = tol.rtol ?? 0;
-  const atol = tol.atol ?? 0;
+  let maxAbs = 0;
+  if (tol.atolScale) for (let i = 0; i < expected.length; i++) maxAbs = Math.max(maxAbs, Math.abs(expected[i]!) || 0);
+  const atol = (tol.atol ?? 0) + (tol.atolScale ?? 0) * (Number.isFinite(maxAbs) ? maxAbs : 0);
   assert.equal(actual.length, expected.length, `${what}: length ${actual.length} != expected ${expected.length}`);
   let worst = -1;
   let worstExcess = 0;

@@ -1,7 +1,7 @@
 /** Attention block backward vs finite differences and the naive float64 backward, whole and by key blocks. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { jsKernels } from '../../src/kernels/js/index.js';
+import { availableBackends } from '../../src/kernels/index.js';
 import type { AttnBlockDims } from '../../src/kernels/types.js';
 import type { Buf, DType } from '../../src/tensor/dtype.js';
 import { allocBuf } from '../../src/tensor/dtype.js';
@@ -34,7 +34,8 @@ function smallCases(): AttnCase[] {
   ];
 }
 
-for (const k of [jsKernels] as AttnKernels[]) {
+// The whole suite runs once per available backend (native f32 is checked; f64 stays on js).
+for (const k of availableBackends() as AttnKernels[]) {
   describe(`attention backward [${k.name}]`, () => {
     for (const c of smallCases()) {
       for (const G of [1, 2, H]) {

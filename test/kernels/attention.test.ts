@@ -1,7 +1,7 @@
 /** Attention block forward and merge vs the naive float64 reference, whole and block by block. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { jsKernels } from '../../src/kernels/js/index.js';
+import { availableBackends } from '../../src/kernels/index.js';
 import type { DType } from '../../src/tensor/dtype.js';
 import { expectAllClose } from '../helpers.js';
 import { refAttention } from '../reference/attention.js';
@@ -12,7 +12,8 @@ const DTYPES: DType[] = ['float64', 'float32'];
 const H = 4;
 const B = 2;
 
-for (const k of [jsKernels] as AttnKernels[]) {
+// The whole suite runs once per available backend (native f32 is checked; f64 stays on js).
+for (const k of availableBackends() as AttnKernels[]) {
   describe(`attention forward [${k.name}]`, () => {
     standardCases().forEach((c, ci) => {
       [1, 2, H].forEach((G, gi) => {

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { jsKernels } from '../../src/kernels/js/index.js';
+import { availableBackends } from '../../src/kernels/index.js';
 import type { Kernels } from '../../src/kernels/types.js';
 import { allocBuf } from '../../src/tensor/dtype.js';
 import { expectAllClose, randInts, randn } from '../helpers.js';
@@ -21,7 +21,8 @@ const MATMUL_SIZES = [
   { N: 1, K: 9, M: 11 },
 ];
 
-for (const k of [jsKernels] as Kernels[]) {
+// The whole suite runs once per available backend (native f32 is checked; f64 stays on js).
+for (const k of availableBackends() as Kernels[]) {
   describe(`dense kernels [${k.name}]`, () => {
     it('matmul forward matches the reference, with and without bias', () => {
       for (const dtype of DTYPES) {

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { jsKernels } from '../../src/kernels/js/index.js';
+import { availableBackends } from '../../src/kernels/index.js';
 import type { Kernels } from '../../src/kernels/types.js';
 import { allocBuf } from '../../src/tensor/dtype.js';
 import { expectAllClose, randInts, randn } from '../helpers.js';
@@ -18,7 +18,8 @@ const POS = Int32Array.of(3, 4, 5, 18, 19, 20, 4093);
 const RD = { B: 2, T: POS.length, H: 3, D: 8, base: 10000 };
 const RN = RD.B * RD.T * RD.H * RD.D;
 
-for (const k of [jsKernels] as Kernels[]) {
+// The whole suite runs once per available backend (native f32 is checked; f64 stays on js).
+for (const k of availableBackends() as Kernels[]) {
   describe(`rope, cross-entropy and optimizer kernels [${k.name}]`, () => {
     it('rope forward matches the reference at non-contiguous global positions, also in place', () => {
       for (const dtype of DTYPES) {
