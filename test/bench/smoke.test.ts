@@ -1,0 +1,23 @@
+/** Every benchmark runs one tiny iteration in CI (checks included) so none of them rots. */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+describe('benchmarks (smoke mode)', () => {
+  for (const theme of ['kernels', 'step', 'comm', 'sp', 'sp-attn']) {
+    it(`seqpar bench ${theme} --smoke exits 0`, () => {
+      const r = spawnSync(process.execPath, [CLI, 'bench', theme, '--smoke'], { encoding: 'utf8', timeout: 180_000 });
+      assert.equal(r.status, 0, `seqpar bench ${theme} --smoke failed:\n${r.stderr}`);
+    });
+  }
+  it('rejects an unknown theme and an unknown flag with exit 2', () => {
+    for (const args of [['bench', 'nope'], ['bench', 'sp', '--bogus']]) {
+      const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+      assert.equal(r.status, 2);
+      assert.equal(r.stderr.trim().split('\n').length, 1);
+    }
+  });
+});
