@@ -141,8 +141,8 @@ Optimizer
   --clip X (${DEFAULT_OPTIONS.clip})  --weight-decay X (${DEFAULT_OPTIONS.weightDecay})  --beta1 X  --beta2 X
 Parallelism
   --backend auto|js|native   kernels (auto: native when the addon loads)
-  --threads N          intra-op threads of the native backend (single rank)
-  --ranks N  --transport inproc|threads  --dp N  --sp N
+  --threads N          intra-op threads of the native backend (default: all cores for one rank, 1 per rank)
+  --ranks N (default dp × sp)  --transport inproc|threads  --dp N  --sp N
   --sp-scheme ulysses|ring|zigzag|stripe|rsa|allgather|hybrid  --ulysses U (hybrid: U × ring)
 Output
   --log-every N  --quiet

@@ -4,7 +4,7 @@
  */
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { loadBrownCorpus, loadFileCorpus, type Corpus } from '../train/data.js';
-import { flagOf, validateOptions, type TrainOptions } from '../train/options.js';
+import { flagOf, resolveOptions, validateOptions, type TrainOptions } from '../train/options.js';
 import { launchTraining } from '../train/launch.js';
 import { validateScheme } from '../parallel/index.js';
 import { parseTrainArgs, TRAIN_HELP, UsageError } from './args.js';
@@ -36,6 +36,7 @@ export function prepareTraining(argv: readonly string[]): { options: TrainOption
   }
   try {
     validateOptions(o);
+    o = resolveOptions(o);
     if (o.spScheme !== 'local') validateScheme(o.spScheme, { S: o.seqLen, P: o.sp, H: o.heads, G: o.kvHeads, ulysses: o.spScheme === 'hybrid' ? o.ulysses : undefined });
   } catch (e) {
     throw new UsageError((e as Error).message);

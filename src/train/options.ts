@@ -46,12 +46,12 @@ export interface TrainOptions {
   quiet: boolean;
 }
 
-/** Defaults sized so `npx seqpar train` finishes in a few minutes on 2 cores. */
+/** Defaults sized so `npx seqpar train` finishes in a few minutes on 2 cores with the native backend. */
 export const DEFAULT_OPTIONS: TrainOptions = {
-  steps: 300,
-  seqLen: 128,
+  steps: 250,
+  seqLen: 512,
   batch: 8,
-  lr: 3e-3,
+  lr: 2e-3,
   minLrFrac: 0.1,
   warmup: 20,
   gradAccum: 1,
@@ -59,11 +59,11 @@ export const DEFAULT_OPTIONS: TrainOptions = {
   weightDecay: 0.1,
   beta1: 0.9,
   beta2: 0.95,
-  width: 96,
-  layers: 3,
-  heads: 4,
-  kvHeads: 4,
-  ffn: 384,
+  width: 192,
+  layers: 4,
+  heads: 6,
+  kvHeads: 6,
+  ffn: 768,
   norm: 'layernorm',
   activation: 'gelu',
   tiedHead: false,
@@ -73,13 +73,13 @@ export const DEFAULT_OPTIONS: TrainOptions = {
   out: null,
   resume: null,
   seed: 1337,
-  evalEvery: 100,
+  evalEvery: 50,
   evalBatches: 4,
   checkpointEvery: 0,
   ckptActivations: false,
   backend: 'auto',
-  threads: 1,
-  ranks: 1,
+  threads: 0,
+  ranks: 0,
   transport: 'threads',
   sp: 1,
   spScheme: 'local',
@@ -98,8 +98,9 @@ export const CHOICES: Partial<Record<keyof TrainOptions, readonly string[]>> = {
   spScheme: ['local', 'ulysses', 'ring', 'zigzag', 'stripe', 'rsa', 'allgather', 'hybrid'],
 };
 
-const POSITIVE_INT: (keyof TrainOptions)[] = ['steps', 'seqLen', 'batch', 'gradAccum', 'width', 'layers', 'heads', 'kvHeads', 'ffn', 'evalBatches', 'threads', 'ranks', 'sp', 'dp', 'ulysses', 'logEvery'];
-const NONNEG_INT: (keyof TrainOptions)[] = ['warmup', 'evalEvery', 'checkpointEvery', 'seed'];
+const POSITIVE_INT: (keyof TrainOptions)[] = ['steps', 'seqLen', 'batch', 'gradAccum', 'width', 'layers', 'heads', 'kvHeads', 'ffn', 'evalBatches', 'sp', 'dp', 'ulysses', 'logEvery'];
+/** threads 0 = auto (all cores for one rank, 1 per rank otherwise); ranks 0 = dp × sp. */
+const NONNEG_INT: (keyof TrainOptions)[] = ['warmup', 'evalEvery', 'checkpointEvery', 'seed', 'threads', 'ranks'];
 
 /** camelCase option → its CLI flag, for messages. */
 export function flagOf(k: string): string {
@@ -150,10 +151,15 @@ export function validateOptions(o: TrainOptions): void {
   if (o.width % o.heads !== 0) throw new Error(`--heads ${o.heads}: must divide --width ${o.width}`);
   if (o.heads % o.kvHeads !== 0) throw new Error(`--kv-heads ${o.kvHeads}: must divide --heads ${o.heads}`);
   if ((o.width / o.heads) % 2 !== 0) throw new Error(`--width ${o.width} / --heads ${o.heads} = head dim ${o.width / o.heads}: must be even (RoPE)`);
-  if (o.dp * o.sp !== o.ranks) throw new Error(`--ranks ${o.ranks}: must equal --dp ${o.dp} × --sp ${o.sp} = ${o.dp * o.sp}`);
+  if (o.ranks !== 0 && o.dp * o.sp !== o.ranks) throw new Error(`--ranks ${o.ranks}: must equal --dp ${o.dp} × --sp ${o.sp} = ${o.dp * o.sp}`);
   if (o.sp === 1 && o.spScheme !== 'local' && o.ranks === 1) {
     // A scheme over one rank is the local kernel; allowed (P = 1 degenerates exactly).
   }
   if (o.sp > 1 && o.spScheme === 'local') throw new Error(`--sp ${o.sp}: needs --sp-scheme (ulysses|ring|zigzag|stripe|rsa|allgather|hybrid)`);
   validateConfig(modelConfigOf(o));
+}
+
+/** Options with the automatic values (ranks 0 → dp × sp) filled in. */
+export function resolveOptions(o: TrainOptions): TrainOptions {
+  return { ...o, ranks: o.ranks === 0 ? o.dp * o.sp : o.ranks };
 }

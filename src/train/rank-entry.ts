@@ -5,7 +5,9 @@
  */
 import type { World } from '../comm/types.js';
 import { DeviceMesh } from '../comm/mesh.js';
+import { cpus } from 'node:os';
 import { selectKernels } from '../kernels/index.js';
+import { pinCurrentThread, setNativeThreads } from '../kernels/native/index.js';
 import { createAttention } from '../parallel/index.js';
 import { loadBrownCorpus, loadFileCorpus } from './data.js';
 import type { TrainOptions } from './options.js';
@@ -32,6 +34,10 @@ export async function trainEntry(world: World, args: RankArgs): Promise<RankResu
   const ulysses = o.spScheme === 'hybrid' ? o.ulysses : 1;
   const mesh = DeviceMesh.create({ dp: o.dp, sp: o.sp, tp: 1, ulysses, ring: o.sp / ulysses }, world);
   const sel = selectKernels(o.backend);
+  const cores = cpus().length;
+  // One worker per core when there are enough cores; intra-op threads only for a lone rank.
+  if (world.transport === 'threads' && cores >= world.size) pinCurrentThread(world.rank);
+  setNativeThreads(o.threads > 0 ? o.threads : world.size === 1 ? Math.min(8, cores) : 1);
   if (sel.warning && world.rank === 0 && !o.quiet) process.stderr.write(`seqpar: ${sel.warning}\n`);
   const attn = createAttention(o.spScheme, { sp: mesh.group('sp'), ulysses: mesh.group('ulysses'), ring: mesh.group('ring') }, sel.kernels, { S: o.seqLen });
   const corpus = o.data ? loadFileCorpus(o.data) : loadBrownCorpus();
