@@ -8,8 +8,27 @@
 namespace SP_NS {
 
 constexpr int64_t BR = 48;  // query rows per tile (multiple of kMR on every ISA)
-constexpr int64_t BC = 64;  // keys per tile (multiple of 2W on every ISA)
+constexpr int64_t BC = 48;  // keys per backward tile (multiple of 2W and of kMR on every ISA)
 static const float kNegInf = -__builtin_inff();
+
+// 2^x for softmax probabilities: degree-5 polynomial (max relative error 2e-7 in float), same
+// rounding trick and exact zero for x <= -127 (-inf, and NaN from -inf - -inf) as vexp2. HI: also
+// clamp above at 127 (the forward's x = s - rowmax is never positive, so it skips that).
+template <bool HI>
+static inline vf vexp2_p(vf x) {
+  x = vmax(x, vset1(-127.0f));
+  if (HI) x = vmin(x, vset1(127.0f));
+  const vf magic = vset1(12583039.0f);  // 1.5 * 2^23 + 127
+  const vf t = vadd(x, magic);
+  const vf f = vsub(x, vsub(t, magic));
+  vf p = vset1(1.3264727214e-03f);
+  p = vfma(p, f, vset1(9.6715128125e-03f));
+  p = vfma(p, f, vset1(5.5507337448e-02f));
+  p = vfma(p, f, vset1(2.4022242083e-01f));
+  p = vfma(p, f, vset1(6.9314697760e-01f));
+  p = vfma(p, f, vset1(1.0f));
+  return vmul(p, vshl23(t));
+}
 
 // Allowed keys for a query at position qp form the interval [lo(qp), hi(qp)] (empty for qp < 0);
 // lo and hi are non-decreasing in qp. Positions are < 2^24 (checked by the glue), so clamping
@@ -53,6 +72,13 @@ static inline TileKind classify(const Mask& m, const PosStats& q, const PosStats
   return kPartial;
 }
 
+// Allowed-key interval of a query as floats for vector compares; a padded query (qp < 0) attends
+// nothing: the empty interval [1, -1].
+static inline void mask_bounds(const Mask& m, int64_t qp, vf* lo, vf* hi) {
+  *lo = vset1(qp < 0 ? 1.0f : Mask::clampf(m.lo(qp)));
+  *hi = vset1(qp < 0 ? -1.0f : Mask::clampf(m.hi(qp)));
+}
+
 // Row r of a score tile: x[c] = allowed(qp, kpf[c]) ? x[c]*scale : -inf, returns the row max.
 // ncols is a multiple of W; kpf holds positions as floats (-1 for padding).
 static inline float scale_mask_row(float* x, int64_t ncols, float scale, const float* kpf, const Mask& m, int64_t qp,
@@ -66,8 +92,8 @@ static inline float scale_mask_row(float* x, int64_t ncols, float scale, const f
     }
     return vhmax(vmx);
   }
-  // A padded query (qp < 0) attends nothing: an empty interval [1, -1].
-  const vf lo = vset1(qp < 0 ? 1.0f : Mask::clampf(m.lo(qp))), hi = vset1(qp < 0 ? -1.0f : Mask::clampf(m.hi(qp)));
+  vf lo, hi;
+  mask_bounds(m, qp, &lo, &hi);
   const vf ninf = vset1(kNegInf);
   for (int64_t c = 0; c < ncols; c += W) {
     vf kp = vload(kpf + c);
@@ -78,12 +104,13 @@ static inline float scale_mask_row(float* x, int64_t ncols, float scale, const f
   return vhmax(vmx);
 }
 
-// Key tile jt of head (b, g) transposed: dst[d][c] = k[b, s0 + c, g, d], zero for c >= cnt.
-static inline void pack_kt(float* dst, const float* src, int64_t rowStride, int64_t cnt, int64_t D) {
+// Key tile of head (b, g) transposed: dst[d][c] = k[b, s0 + c, g, d] for a tile of bc keys, zero
+// for c >= cnt.
+static inline void pack_kt(float* dst, const float* src, int64_t rowStride, int64_t cnt, int64_t D, int64_t bc) {
   for (int64_t d = 0; d < D; d++) {
-    float* o = dst + d * BC;
+    float* o = dst + d * bc;
     for (int64_t c = 0; c < cnt; c++) o[c] = src[c * rowStride + d];
-    for (int64_t c = cnt; c < BC; c++) o[c] = 0.0f;
+    for (int64_t c = cnt; c < bc; c++) o[c] = 0.0f;
   }
 }
 // Rows copied into a [rows][Dp] buffer with zero padding (columns D..Dp, rows cnt..rows).

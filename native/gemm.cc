@@ -1,6 +1,7 @@
 // Blocked, packed SGEMM (BLIS loop order) and the matmul forward/backward built on it.
-//   jc (NC columns of C) -> pc (KC of k; pack B block KCxNC into NR-wide panels)
-//   -> ic (MC rows; pack A block MCxKC into MR-tall panels) -> jr (NR) -> ir (MR) -> tile.
+//   short k: pack all of B into NR-wide panels once; jc (NC columns of C) -> ic (MC rows) -> pc
+//   (KC of k; pack A block MCxKC into MR-tall panels) -> jr (NR) -> ir (MR) -> tile.
+//   long k: jc -> pc (pack B block KCxNC) -> ic (pack A block) -> jr -> ir -> tile (BLIS order).
 // Packing zero-pads partial panels so the micro-kernel always runs full MRxNR; partial C tiles go
 // through a small buffer. Transposes are just strides, which is all backward needs.
 #include "api.h"
@@ -13,7 +14,8 @@ constexpr int NV = (W == 1) ? 2 : 2;
 constexpr int NR = NV * W;
 constexpr int64_t KC = 256;                  // B panel KC x NR: 16 KiB (AVX2) / 32 KiB (AVX-512): L1
 constexpr int64_t MC = MR * (W == 1 ? 16 : 24);  // A block MC x KC: 144 x 256 x 4 = 144 KiB: L2
-constexpr int64_t NC = 2048;                 // B block KC x NC: 2 MiB: L2/L3
+constexpr int64_t NC = 512;                  // C block MC x NC: 288 KiB (AVX2): L2
+constexpr int64_t KLONG = 2048;              // above: B block kept in L2 instead of C block
 
 // dst[panel][k][MR] <- A(i0 + panel*MR + r, p0 + k), zero rows past mc.
 static void packA(float* dst, const GemmArgs& g, int64_t i0, int64_t mc, int64_t p0, int64_t kc) {
@@ -67,6 +69,30 @@ static void packB(float* dst, const GemmArgs& g, int64_t p0, int64_t kc, int64_t
   }
 }
 
+// C[ic.., jc..] (+)= packed A block [mc x kc] . packed B block [kc x nc] (panels of kc x NR).
+static void macro(const GemmArgs& g, const float* bufA, const float* Bb, int64_t ic, int64_t mc, int64_t jc,
+                  int64_t nc, int64_t kc, bool acc) {
+  alignas(64) float tmp[MR * NR];
+  for (int64_t jr = 0; jr < nc; jr += NR) {
+    const float* Bp = Bb + jr * kc;
+    const int64_t cols = imin(NR, nc - jr);
+    for (int64_t ir = 0; ir < mc; ir += MR) {
+      const float* Ap = bufA + ir * kc;
+      const int64_t rows = imin(MR, mc - ir);
+      float* C = g.C + (ic + ir) * g.ldc + jc + jr;
+      if (rows == MR && cols == NR) {
+        if (acc) tile<MR, NV, true, false>(kc, Ap, MR, 1, Bp, NR, C, g.ldc, nullptr);
+        else tile<MR, NV, false, false>(kc, Ap, MR, 1, Bp, NR, C, g.ldc, nullptr);
+      } else {
+        tile<MR, NV, false, false>(kc, Ap, MR, 1, Bp, NR, tmp, NR, nullptr);
+        for (int64_t r = 0; r < rows; r++)
+          for (int64_t c = 0; c < cols; c++)
+            C[r * g.ldc + c] = acc ? C[r * g.ldc + c] + tmp[r * NR + c] : tmp[r * NR + c];
+      }
+    }
+  }
+}
+
 static void gemm1(const GemmArgs& g) {
   if (g.m <= 0 || g.n <= 0) return;
   if (g.k <= 0) {  // empty sum: overwrite with zeros, accumulate adds nothing
@@ -75,35 +101,41 @@ static void gemm1(const GemmArgs& g) {
     return;
   }
   float* bufA = sp_scratch(0, (size_t)(MC * KC));
-  float* bufB = sp_scratch(1, (size_t)(KC * round_up(imin(NC, g.n), NR)));
-  alignas(64) float tmp[MR * NR];
-  for (int64_t jc = 0; jc < g.n; jc += NC) {
-    const int64_t nc = imin(NC, g.n - jc);
-    for (int64_t pc = 0; pc < g.k; pc += KC) {
-      const int64_t kc = imin(KC, g.k - pc);
-      const bool acc = g.accumulate || pc > 0;
-      packB(bufB, g, pc, kc, jc, nc);
-      for (int64_t ic = 0; ic < g.m; ic += MC) {
-        const int64_t mc = imin(MC, g.m - ic);
-        packA(bufA, g, ic, mc, pc, kc);
-        for (int64_t jr = 0; jr < nc; jr += NR) {
-          const float* Bp = bufB + jr * kc;
-          const int64_t cols = imin(NR, nc - jr);
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            const float* Ap = bufA + ir * kc;
-            const int64_t rows = imin(MR, mc - ir);
-            float* C = g.C + (ic + ir) * g.ldc + jc + jr;
-            if (rows == MR && cols == NR) {
-              if (acc) tile<MR, NV, true, false>(kc, Ap, MR, 1, Bp, NR, C, g.ldc, nullptr);
-              else tile<MR, NV, false, false>(kc, Ap, MR, 1, Bp, NR, C, g.ldc, nullptr);
-            } else {
-              tile<MR, NV, false, false>(kc, Ap, MR, 1, Bp, NR, tmp, NR, nullptr);
-              for (int64_t r = 0; r < rows; r++)
-                for (int64_t c = 0; c < cols; c++)
-                  C[r * g.ldc + c] = acc ? C[r * g.ldc + c] + tmp[r * NR + c] : tmp[r * NR + c];
-            }
-          }
+  if (g.k > KLONG) {
+    // Long k (dW = dOut^T x over many tokens): BLIS order, the KC x NC block of B stays in L2
+    // for every row block; C is revisited once per KC step.
+    float* bufB = sp_scratch(1, (size_t)(KC * round_up(imin(NC, g.n), NR)));
+    for (int64_t jc = 0; jc < g.n; jc += NC) {
+      const int64_t nc = imin(NC, g.n - jc);
+      for (int64_t pc = 0; pc < g.k; pc += KC) {
+        const int64_t kc = imin(KC, g.k - pc);
+        packB(bufB, g, pc, kc, jc, nc);
+        for (int64_t ic = 0; ic < g.m; ic += MC) {
+          const int64_t mc = imin(MC, g.m - ic);
+          packA(bufA, g, ic, mc, pc, kc);
+          macro(g, bufA, bufB, ic, mc, jc, nc, kc, g.accumulate || pc > 0);
         }
+      }
+    }
+    return;
+  }
+  // Short k (forward, dx = dOut w): all of B is packed once, as [jc block][pc block][panel][kc][NR];
+  // then each MC x NC block of C sees the whole k range while it stays in L2, so C goes through
+  // memory once instead of once per KC step.
+  const int64_t np = round_up(g.n, NR);
+  const int64_t ncb = g.k <= KC ? 4 * NC : NC;  // one KC step: C is visited once whatever the block
+  float* bufB = sp_scratch(1, (size_t)(g.k * np));
+  for (int64_t jc = 0; jc < g.n; jc += ncb)
+    for (int64_t pc = 0; pc < g.k; pc += KC)
+      packB(bufB + jc * g.k + pc * imin(ncb, np - jc), g, pc, imin(KC, g.k - pc), jc, imin(ncb, g.n - jc));
+  for (int64_t jc = 0; jc < g.n; jc += ncb) {
+    const int64_t nc = imin(ncb, g.n - jc);
+    for (int64_t ic = 0; ic < g.m; ic += MC) {
+      const int64_t mc = imin(MC, g.m - ic);
+      for (int64_t pc = 0; pc < g.k; pc += KC) {
+        const int64_t kc = imin(KC, g.k - pc);
+        packA(bufA, g, ic, mc, pc, kc);
+        macro(g, bufA, bufB + jc * g.k + pc * imin(ncb, np - jc), ic, mc, jc, nc, kc, g.accumulate || pc > 0);
       }
     }
   }

@@ -52,6 +52,8 @@ static inline vf vpow2i(vf n) {
   __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
   return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
 }
+// Float whose bits are those of t shifted left by 23 (exponent field from t's low mantissa bits).
+static inline vf vshl23(vf t) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), 23)); }
 #elif defined(__AVX2__) && defined(__FMA__)
 constexpr int W = 8;
 typedef __m256 vf;
@@ -95,6 +97,7 @@ static inline vf vpow2i(vf n) {
   __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
   return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
 }
+static inline vf vshl23(vf t) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23)); }
 #else
 constexpr int W = 1;
 typedef float vf;
@@ -128,6 +131,14 @@ static inline vf vpow2i(vf n) {
   memcpy(&r, &bits, 4);
   return r;
 }
+static inline vf vshl23(vf t) {
+  uint32_t bits;
+  memcpy(&bits, &t, 4);
+  bits <<= 23;
+  float r;
+  memcpy(&r, &bits, 4);
+  return r;
+}
 #endif
 
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -139,8 +150,11 @@ static inline int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * 
 // relative least squares: max relative error 1.6e-8 before float rounding.
 static inline vf vexp2(vf x) {
   x = vmin(vmax(x, vset1(-127.0f)), vset1(127.0f));
-  vf n = vround(x);
-  vf f = vsub(x, n);
+  // Round to nearest by the 1.5*2^23 trick; +127 folded in, so t's low bits are n + 127 in [0, 254]
+  // and shifting them into the exponent field gives 2^n (n = -127: all-zero bits, exactly 0).
+  const vf magic = vset1(12583039.0f);  // 1.5 * 2^23 + 127
+  vf t = vadd(x, magic);
+  vf f = vsub(x, vsub(t, magic));
   vf p = vset1(1.5370710752904415e-4f);
   p = vfma(p, f, vset1(1.339985290542245e-3f));
   p = vfma(p, f, vset1(9.618373587727547e-3f));
@@ -148,7 +162,7 @@ static inline vf vexp2(vf x) {
   p = vfma(p, f, vset1(2.4022647738456726e-1f));
   p = vfma(p, f, vset1(6.931471824645996e-1f));
   p = vfma(p, f, vset1(1.0f));
-  return vmul(p, vpow2i(n));
+  return vmul(p, vshl23(t));
 }
 static const float kLog2e = 1.4426950408889634f;
 static const float kLn2 = 0.6931471805599453f;
