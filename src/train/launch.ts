@@ -9,5 +9,5 @@ export async function launchTraining(opts: TrainOptions, extra: Omit<RankArgs, '
   const entry = { module: new URL('./rank-entry.js', import.meta.url), fn: 'trainEntry', args };
   // One rank needs no workers: run it in this thread.
   const transport = o.ranks === 1 ? 'inproc' : o.transport;
-  return runRanks<RankResult>(o.ranks, entry, { transport, timeoutMs: 0 });
+  return runRanks<RankResult>(o.ranks, entry, { transport, timeoutMs: Math.round(o.commTimeout * 1000) });
 }

@@ -44,6 +44,8 @@ export interface TrainOptions {
   ulysses: number;
   logEvery: number;
   quiet: boolean;
+  /** Seconds a collective may wait for the other ranks before failing with who is missing (0 = never). */
+  commTimeout: number;
 }
 
 /** Defaults sized so `npx seqpar train` finishes in a few minutes on 2 cores with the native backend. */
@@ -87,6 +89,7 @@ export const DEFAULT_OPTIONS: TrainOptions = {
   ulysses: 1,
   logEvery: 1,
   quiet: false,
+  commTimeout: 600,
 };
 
 export const CHOICES: Partial<Record<keyof TrainOptions, readonly string[]>> = {
@@ -142,7 +145,7 @@ export function validateOptions(o: TrainOptions): void {
     if (!(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw new Error(`${f(k)} ${v}: must be a positive number`);
   };
   pos('lr');
-  for (const k of ['clip', 'weightDecay', 'minLrFrac'] as const) {
+  for (const k of ['clip', 'weightDecay', 'minLrFrac', 'commTimeout'] as const) {
     if (!(Number.isFinite(o[k]) && o[k] >= 0)) throw new Error(`${f(k)} ${o[k]}: must be a non-negative number`);
   }
   for (const k of ['beta1', 'beta2'] as const) {
