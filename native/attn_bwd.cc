@@ -20,6 +20,103 @@ struct BwdCtx {
   float* dQw;                       // [workers][hg][Tq][Dp]
 };
 
+// Rows per fused S/dP tile: two accumulator sets of kSR x 2 vectors (AVX2: 12 of 16 ymm).
+#if defined(__AVX512F__)
+constexpr int kSR = 6;
+#elif defined(__AVX2__)
+constexpr int kSR = 3;
+#else
+constexpr int kSR = 2;
+#endif
+
+// For MR query rows and NV*W keys: S = Q K^T and dP = dO V^T (K = D, Q/dO rows of stride Dp,
+// K^T/V^T tiles of row stride BC) stay in registers; then P = 2^(S + nl) (masked to 0 outside
+// [lo, hi] when MASK) and dS' = P (dP - dl) are stored (row stride BC).
+template <int MR, int NV, bool MASK>
+static inline void sdp_tile(int64_t D, const float* __restrict Q, const float* __restrict dO, int64_t Dp,
+                            const float* __restrict KT, const float* __restrict VT, float* __restrict S,
+                            float* __restrict dP, const float* nl, const float* dl, const float* kpf,
+                            const float* lo, const float* hi) {
+  vf s[MR][NV], p[MR][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) s[r][j] = p[r][j] = vzero();
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < D; k++) {
+    vf b[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) b[j] = vload(KT + k * BC + j * W);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) {
+      const vf av = vset1(Q[r * Dp + k]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; j++) s[r][j] = vfma(av, b[j], s[r][j]);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) b[j] = vload(VT + k * BC + j * W);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) {
+      const vf av = vset1(dO[r * Dp + k]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; j++) p[r][j] = vfma(av, b[j], p[r][j]);
+    }
+  }
+  const vf ninf = vset1(kNegInf);
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; r++) {
+    const vf vn = vset1(nl[r]), vd = vset1(dl[r]);
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) {
+      vf x = vadd(s[r][j], vn);
+      if (MASK) {
+        const vf kp = vload(kpf + j * W);
+        x = vsel(mand(vge(kp, vset1(lo[r])), vle(kp, vset1(hi[r]))), x, ninf);
+      }
+      const vf pr = vexp2_p<true>(x);  // lse = -inf row or masked -> exactly 0
+      vstore(S + r * BC + j * W, pr);
+      vstore(dP + r * BC + j * W, vmul(pr, vsub(p[r][j], vd)));
+    }
+  }
+}
+
+template <int NV, bool MASK>
+static inline void sdp_rows(int mr, int64_t D, const float* Q, const float* dO, int64_t Dp, const float* KT,
+                            const float* VT, float* S, float* dP, const float* nl, const float* dl, const float* kpf,
+                            const float* lo, const float* hi) {
+  switch (mr) {
+#define SP_SDP_CASE(n) \
+  case n:              \
+    if (n <= kSR) sdp_tile<(n <= kSR ? n : 1), NV, MASK>(D, Q, dO, Dp, KT, VT, S, dP, nl, dl, kpf, lo, hi); \
+    break;
+    SP_SDP_CASE(1) SP_SDP_CASE(2) SP_SDP_CASE(3) SP_SDP_CASE(4) SP_SDP_CASE(5) SP_SDP_CASE(6)
+#undef SP_SDP_CASE
+    default: break;
+  }
+}
+
+// Fused S/dP/P/dS' for a tile of br query rows x BC keys (column blocks of 2 vectors, then 1).
+template <bool MASK>
+static void sdp_block(int64_t br, int64_t D, const float* Q, const float* dO, int64_t Dp, const float* KT,
+                      const float* VT, float* S, float* dP, const float* nl, const float* dl, const float* kpf,
+                      const float* lo, const float* hi) {
+  for (int64_t c = 0; c < BC; c += 2 * W) {
+    const bool two = c + 2 * W <= BC;
+    for (int64_t r = 0; r < br; r += kSR) {
+      const int mr = (int)imin(kSR, br - r);
+      const float *q = Q + r * Dp, *o = dO + r * Dp, *n = nl + r, *d = dl + r;
+      const float *l = MASK ? lo + r : nullptr, *h = MASK ? hi + r : nullptr;
+      float *sr = S + r * BC + c, *pr = dP + r * BC + c;
+      if (two) {
+        if (mr == kSR) sdp_tile<kSR, 2, MASK>(D, q, o, Dp, KT + c, VT + c, sr, pr, n, d, kpf + c, l, h);
+        else sdp_rows<2, MASK>(mr, D, q, o, Dp, KT + c, VT + c, sr, pr, n, d, kpf + c, l, h);
+      } else {
+        sdp_rows<1, MASK>(mr, D, q, o, Dp, KT + c, VT + c, sr, pr, n, d, kpf + c, l, h);
+      }
+    }
+  }
+}
+
 static void bwd_item(void* vctx, int64_t jt, int worker) {
   const BwdCtx& c = *(const BwdCtx*)vctx;
   const AttnArgs& a = *c.a;
@@ -34,7 +131,9 @@ static void bwd_item(void* vctx, int64_t jt, int worker) {
   float* dV = dK + BC * Dp;
   float* S = sp_scratch(2, (size_t)(2 * BR * BC));
   float* dP = S + BR * BC;
-  float* kpf = sp_scratch(3, (size_t)BC);
+  float* kpf = sp_scratch(3, (size_t)(BC + 2 * BR));
+  float* loF = kpf + BC;
+  float* hiF = loF + BR;
 
   const float* k0 = a.k + ((c.b * a.Tk + s0) * a.G + c.g) * D;
   const float* v0 = a.v + ((c.b * a.Tk + s0) * a.G + c.g) * D;
@@ -57,30 +156,17 @@ static void bwd_item(void* vctx, int64_t jt, int worker) {
       const int64_t row0 = hh * Tq + t0;
       const float* Q = c.Qp + row0 * Dp;
       const float* dO = c.dOp + row0 * Dp;
-      tile_block<false, false>(br, BC, D, Q, 1, Dp, KT, BC, S, BC, nullptr);    // S = (c Q) K^T
-      tile_block<false, false>(br, BC, D, dO, 1, Dp, VT, BC, dP, BC, nullptr);  // dP = dO V^T
-      for (int64_t r = 0; r < br; r++) {
-        float* s = S + r * BC;
-        float* dp = dP + r * BC;
-        const vf nl = vset1(c.nl[row0 + r]), dl = vset1(c.dl[row0 + r]);
-        if (kind == kFull) {
-          for (int64_t j = 0; j < BC; j += W) {
-            const vf p = vexp2_p<true>(vadd(vload(s + j), nl));  // lse = -inf row -> 0
-            vstore(s + j, p);
-            vstore(dp + j, vmul(p, vsub(vload(dp + j), dl)));
-          }
-        } else {
+      // S = (c Q) K^T and dP = dO V^T in one pass, then P and dS' from registers
+      if (kind == kFull) {
+        sdp_block<false>(br, D, Q, dO, Dp, KT, VT, S, dP, c.nl + row0, c.dl + row0, kpf, nullptr, nullptr);
+      } else {
+        for (int64_t r = 0; r < br; r++) {
           vf lo, hi;
           mask_bounds(c.mask, a.qPos[t0 + r], &lo, &hi);
-          const vf ninf = vset1(kNegInf);
-          for (int64_t j = 0; j < BC; j += W) {
-            const vf kp = vload(kpf + j);
-            const vf x = vsel(mand(vge(kp, lo), vle(kp, hi)), vadd(vload(s + j), nl), ninf);
-            const vf p = vexp2_p<true>(x);  // masked -> exactly 0
-            vstore(s + j, p);
-            vstore(dp + j, vmul(p, vsub(vload(dp + j), dl)));
-          }
+          vstore_n(loF + r, lo, 1);
+          vstore_n(hiF + r, hi, 1);
         }
+        sdp_block<true>(br, D, Q, dO, Dp, KT, VT, S, dP, c.nl + row0, c.dl + row0, kpf, loF, hiF);
       }
       // dV[c][:] += sum_r P[r][c] dO[r][:];  dK[c][:] += sum_r dS[r][c] Q[r][:]
       tile_block<true, false>(BC, Dp, br, S, BC, 1, dO, Dp, dV, Dp, nullptr);

@@ -7,8 +7,14 @@
 
 namespace SP_NS {
 
-constexpr int64_t BR = 48;  // query rows per tile (multiple of kMR on every ISA)
-constexpr int64_t BC = 48;  // keys per backward tile (multiple of 2W and of kMR on every ISA)
+#ifndef SP_BR
+#define SP_BR 48
+#endif
+#ifndef SP_BC
+#define SP_BC 48
+#endif
+constexpr int64_t BR = SP_BR;  // query rows per tile (multiple of kMR on every ISA)
+constexpr int64_t BC = SP_BC;  // keys per backward tile (multiple of 2W and of kMR on every ISA)
 static const float kNegInf = -__builtin_inff();
 
 // 2^x for softmax probabilities: degree-5 polynomial (max relative error 2e-7 in float), same

@@ -12,7 +12,10 @@ namespace SP_NS {
 
 // Keys per forward tile: longer than the backward's BC so that the per-row work of the online
 // softmax (max, rescale factor, row sum) is spread over more keys. Multiple of 2W on every ISA.
-constexpr int64_t BCF = 128;
+#ifndef SP_BCF
+#define SP_BCF 128
+#endif
+constexpr int64_t BCF = SP_BCF;
 
 struct FwdCtx {
   const AttnArgs* a;
@@ -24,13 +27,61 @@ struct FwdCtx {
   const PosStats* kst;
 };
 
-static inline float row_max(const float* s) {
-  vf m0 = vload(s), m1 = vload(s + W);
-  for (int64_t j = 2 * W; j < BCF; j += 2 * W) {
-    m0 = vmax(m0, vload(s + j));
-    m1 = vmax(m1, vload(s + j + W));
+// S[r][0 .. NV*W) = sum_d Q[r][d] K^T[d][..] for MR query rows (K = D, row strides D and BCF) and
+// the running per-row vector max mv[r][0 .. W) updated from the registers (no separate max pass).
+template <int MR, int NV>
+static inline void qk_tile(int64_t D, const float* __restrict Q, const float* __restrict KT, float* __restrict S,
+                           float* __restrict mv) {
+  vf acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) acc[r][j] = vzero();
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < D; k++) {
+    vf b[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) b[j] = vload(KT + k * BCF + j * W);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++) {
+      const vf av = vset1(Q[r * D + k]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; j++) acc[r][j] = vfma(av, b[j], acc[r][j]);
+    }
   }
-  return vhmax(vmax(m0, m1));
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; r++) {
+    vf m = vload(mv + r * W);
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) {
+      vstore(S + r * BCF + j * W, acc[r][j]);
+      m = vmax(m, acc[r][j]);
+    }
+    vstore(mv + r * W, m);
+  }
+}
+
+// Whole score tile of br rows x BCF keys (BCF is a multiple of 2W on every ISA).
+static void qk_block(int64_t br, int64_t D, const float* Q, const float* KT, float* S, float* mv) {
+  for (int64_t r = 0; r < br; r++) vstore(mv + r * W, vset1(kNegInf));
+  for (int64_t c = 0; c < BCF; c += 2 * W) {
+    for (int64_t r = 0; r < br; r += kMR) {
+      const int mr = (int)imin(kMR, br - r);
+      const float* q = Q + r * D;
+      float* sr = S + r * BCF + c;
+      float* m = mv + r * W;
+      switch (mr) {
+#define SP_QK_CASE(n) \
+  case n:             \
+    if (n <= kMR) qk_tile<(n <= kMR ? n : 1), 2>(D, q, KT + c, sr, m); \
+    break;
+        SP_QK_CASE(1) SP_QK_CASE(2) SP_QK_CASE(3) SP_QK_CASE(4) SP_QK_CASE(5) SP_QK_CASE(6)
+        SP_QK_CASE(7) SP_QK_CASE(8) SP_QK_CASE(9) SP_QK_CASE(10) SP_QK_CASE(11) SP_QK_CASE(12)
+#undef SP_QK_CASE
+        default: break;
+      }
+    }
+  }
 }
 
 // Scores are kept in log2 units: the query tile is packed pre-multiplied by scale*log2(e), so
@@ -50,6 +101,8 @@ static void fwd_item(void* vctx, int64_t item, int) {
   float* S = sp_scratch(0, (size_t)(BR * BCF));
   float* Acc = sp_scratch(1, (size_t)(BR * Dp));
   float* Qs = sp_scratch(2, (size_t)(BR * D));
+  float* Mv = sp_scratch(3, (size_t)(2 * BR * W));
+  float* Lv = Mv + BR * W;
   alignas(64) float m[BR], l[BR], mx[BR], alpha[BR];
   bool touched[BR];
   bool started = false;  // Acc/m/l initialised lazily: fully skipped tiles cost nothing
@@ -71,19 +124,22 @@ static void fwd_item(void* vctx, int64_t item, int) {
         if (l0 == kNegInf) {
           m[r] = kNegInf;
           l[r] = 0.0f;
+          vstore(Lv + r * W, vzero());
           if (r < br) memset(Acc + r * Dp, 0, sizeof(float) * Dp);
         } else {
           m[r] = l0 * kLog2e;
           l[r] = 1.0f;
+          vstore(Lv + r * W, vzero());
+          Lv[r * W] = 1.0f;
           memcpy(Acc + r * Dp, O + r * qs, sizeof(float) * D);
           for (int64_t d = D; d < Dp; d++) Acc[r * Dp + d] = 0.0f;
         }
       }
     }
     // S = (c Q) K^T: A(k=d, r) = Qs[r*D + d], B = K^T tile [D][BCF]
-    tile_block<false, false>(br, BCF, D, Qs, 1, D, c.KT + jt * D * BCF, BCF, S, BCF, nullptr);
+    qk_block(br, D, Qs, c.KT + jt * D * BCF, S, Mv);
     if (kind == kFull) {
-      for (int64_t r = 0; r < br; r++) mx[r] = row_max(S + r * BCF);
+      for (int64_t r = 0; r < br; r++) mx[r] = vhmax(vload(Mv + r * W));
     } else {
       const float* kpf = c.kpf + jt * BCF;
       for (int64_t r = 0; r < br; r++) mx[r] = scale_mask_row(S + r * BCF, BCF, 1.0f, kpf, c.mask, qpos[r], true);
@@ -107,7 +163,8 @@ static void fwd_item(void* vctx, int64_t item, int) {
         s0 = vadd(s0, p0);
         s1 = vadd(s1, p1);
       }
-      l[r] = l[r] * alpha[r] + vhsum(vadd(s0, s1));
+      float* lv = Lv + r * W;  // row sum kept as a vector: no horizontal sum per tile
+      vstore(lv, vfma(vload(lv), vset1(alpha[r]), vadd(s0, s1)));
       touched[r] = touched[r] || mx[r] != kNegInf;
     }
     // Acc = diag(alpha) Acc + P V: A(k=c, r) = P[r*BCF + c], B = V rows [BCF][Dp]
@@ -116,6 +173,7 @@ static void fwd_item(void* vctx, int64_t item, int) {
   if (!started) return;
   for (int64_t r = 0; r < br; r++) {
     if (!touched[r]) continue;
+    l[r] = vhsum(vload(Lv + r * W));
     const float inv = 1.0f / l[r];
     L[r * H] = m[r] * kLn2 + logf(l[r]);
     float* o = O + r * qs;

@@ -15,7 +15,11 @@ constexpr int NR = NV * W;
 constexpr int64_t KC = 256;                  // B panel KC x NR: 16 KiB (AVX2) / 32 KiB (AVX-512): L1
 constexpr int64_t MC = MR * (W == 1 ? 16 : 24);  // A block MC x KC: 144 x 256 x 4 = 144 KiB: L2
 constexpr int64_t NC = 512;                  // C block MC x NC: 288 KiB (AVX2): L2
-constexpr int64_t KLONG = 2048;              // above: B block kept in L2 instead of C block
+constexpr int64_t KLONG = 2048;
+#ifndef SP_DIRECT_A
+#define SP_DIRECT_A 1
+#endif
+constexpr bool DIRECT_A = SP_DIRECT_A;              // above: B block kept in L2 instead of C block
 
 // dst[panel][k][MR] <- A(i0 + panel*MR + r, p0 + k), zero rows past mc.
 static void packA(float* dst, const GemmArgs& g, int64_t i0, int64_t mc, int64_t p0, int64_t kc) {
@@ -70,21 +74,24 @@ static void packB(float* dst, const GemmArgs& g, int64_t p0, int64_t kc, int64_t
 }
 
 // C[ic.., jc..] (+)= packed A block [mc x kc] . packed B block [kc x nc] (panels of kc x NR).
+// bufA == nullptr: A is row-major (acs == 1) and mc a multiple of MR; the tile broadcasts straight
+// from the rows of A (MR sequential streams, L1-resident across jr) instead of a packed copy.
 static void macro(const GemmArgs& g, const float* bufA, const float* Bb, int64_t ic, int64_t mc, int64_t jc,
-                  int64_t nc, int64_t kc, bool acc) {
+                  int64_t nc, int64_t kc, bool acc, int64_t pc) {
   alignas(64) float tmp[MR * NR];
   for (int64_t jr = 0; jr < nc; jr += NR) {
     const float* Bp = Bb + jr * kc;
     const int64_t cols = imin(NR, nc - jr);
     for (int64_t ir = 0; ir < mc; ir += MR) {
-      const float* Ap = bufA + ir * kc;
+      const float* Ap = bufA ? bufA + ir * kc : g.A + (ic + ir) * g.ars + pc;
+      const int64_t ak = bufA ? MR : 1, ar = bufA ? 1 : g.ars;
       const int64_t rows = imin(MR, mc - ir);
       float* C = g.C + (ic + ir) * g.ldc + jc + jr;
       if (rows == MR && cols == NR) {
-        if (acc) tile<MR, NV, true, false>(kc, Ap, MR, 1, Bp, NR, C, g.ldc, nullptr);
-        else tile<MR, NV, false, false>(kc, Ap, MR, 1, Bp, NR, C, g.ldc, nullptr);
+        if (acc) tile<MR, NV, true, false>(kc, Ap, ak, ar, Bp, NR, C, g.ldc, nullptr);
+        else tile<MR, NV, false, false>(kc, Ap, ak, ar, Bp, NR, C, g.ldc, nullptr);
       } else {
-        tile<MR, NV, false, false>(kc, Ap, MR, 1, Bp, NR, tmp, NR, nullptr);
+        tile<MR, NV, false, false>(kc, Ap, ak, ar, Bp, NR, tmp, NR, nullptr);
         for (int64_t r = 0; r < rows; r++)
           for (int64_t c = 0; c < cols; c++)
             C[r * g.ldc + c] = acc ? C[r * g.ldc + c] + tmp[r * NR + c] : tmp[r * NR + c];
@@ -113,7 +120,7 @@ static void gemm1(const GemmArgs& g) {
         for (int64_t ic = 0; ic < g.m; ic += MC) {
           const int64_t mc = imin(MC, g.m - ic);
           packA(bufA, g, ic, mc, pc, kc);
-          macro(g, bufA, bufB, ic, mc, jc, nc, kc, g.accumulate || pc > 0);
+          macro(g, bufA, bufB, ic, mc, jc, nc, kc, g.accumulate || pc > 0, pc);
         }
       }
     }
@@ -134,8 +141,11 @@ static void gemm1(const GemmArgs& g) {
       const int64_t mc = imin(MC, g.m - ic);
       for (int64_t pc = 0; pc < g.k; pc += KC) {
         const int64_t kc = imin(KC, g.k - pc);
-        packA(bufA, g, ic, mc, pc, kc);
-        macro(g, bufA, bufB + jc * g.k + pc * imin(ncb, np - jc), ic, mc, jc, nc, kc, g.accumulate || pc > 0);
+        // Row-major A over several KC steps: no packing (measured: for k <= KC packing wins).
+        const bool direct = DIRECT_A && g.acs == 1 && g.k > KC && mc % MR == 0;
+        if (!direct) packA(bufA, g, ic, mc, pc, kc);
+        macro(g, direct ? nullptr : bufA, bufB + jc * g.k + pc * imin(ncb, np - jc), ic, mc, jc, nc, kc,
+              g.accumulate || pc > 0, pc);
       }
     }
   }
