@@ -87,7 +87,8 @@ export function createAllGatherAttention(
       const delta = scratch.alloc(i.out, d.B * d.T * d.H);
       kernels.attnDelta({ delta }, { dOut: i.dOut, out: i.out }, { B: d.B, T: d.T, H: d.H, D: d.D });
       // dK|dV contributions of our queries to every rank's block: P × [2, B, T, G, D].
-      const dAll = scratch.alloc(g.dk, 2 * n * P);
+      // The kernel accumulates and scratch is reused between calls: zero it.
+      const dAll = scratch.alloc(g.dk, 2 * n * P).fill(0);
       const dims = blockDims(d, d.T, d.T);
       for (let j = 0; j < P; j++) {
         if (d.causal && !visible[j]) continue;

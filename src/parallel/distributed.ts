@@ -56,7 +56,7 @@ export interface RankReport {
   commBytes: Record<string, number>;
   /** Every logged call, per axis, in order. */
   records: Record<string, CommRecord[]>;
-  /** Largest scratch the op allocated in one call. */
+  /** Bytes the op's scratch pool holds (persistent across calls). */
   scratchBytes: number;
   /** Global positions this rank held. */
   positions: Int32Array;

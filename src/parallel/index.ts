@@ -163,14 +163,16 @@ export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOpti
     const { qs, kvs } = ulyssesSplits(scheme, Hq, Hkv, Pu, axis);
     const Hl = qs.perRank;
     const Gl = kvs.perRank;
-    const el = (x: number) => Pu * B * T * x * beta;
+    // One allToAll per tensor (ulysses.ts), each of P chunks [B, T, heads/P, D|1].
+    const call = (x: number): PlannedCall => ({ axis, op: 'allToAll', bufBytes: Pu * B * T * x * beta, P: Pu });
+    const [q, kv, lse] = [call(Hl * D), call(Gl * D), call(Hl)];
     return {
       Gl,
       Hl,
-      fwdIn: { axis, op: 'allToAll' as const, bufBytes: el((Hl + 2 * Gl) * D), P: Pu },
-      fwdOut: { axis, op: 'allToAll' as const, bufBytes: el(Hl * (D + 1)), P: Pu },
-      bwdIn: { axis, op: 'allToAll' as const, bufBytes: el(3 * Hl * D + 2 * Gl * D + Hl), P: Pu },
-      bwdOut: { axis, op: 'allToAll' as const, bufBytes: el((Hl + 2 * Gl) * D), P: Pu },
+      fwdIn: [q, kv, kv],
+      fwdOut: [q, lse],
+      bwdIn: [q, kv, kv, q, q, lse],
+      bwdOut: [q, kv, kv],
     };
   };
   const T = S / P;
@@ -185,7 +187,7 @@ export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOpti
     }
     case 'ulysses': {
       const x = a2a('sp', P, T, H, G);
-      return [x.fwdIn, x.fwdOut, x.bwdIn, x.bwdOut];
+      return [...x.fwdIn, ...x.fwdOut, ...x.bwdIn, ...x.bwdOut];
     }
     case 'allgather': {
       const n = B * T * G * D;
@@ -203,7 +205,7 @@ export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOpti
       const r = P / u;
       const x = a2a('ulysses', u, T, H, G);
       const { fwd, bwd } = ringCalls('ring', r, B * (S / r) * x.Gl * D);
-      return [x.fwdIn, ...fwd, x.fwdOut, x.bwdIn, ...bwd, x.bwdOut];
+      return [...x.fwdIn, ...fwd, ...x.fwdOut, ...x.bwdIn, ...bwd, ...x.bwdOut];
     }
     default:
       throw new Error(`unknown scheme '${String(scheme)}'`);

@@ -16,7 +16,7 @@ import type { AttentionOp, AttnDims } from './types.js';
 import type { ChunkedLayout } from './layout.js';
 import { contiguousLayout, stripeLayout, zigzagLayout } from './layout.js';
 import { blockDims, checkShapes, type InnerAttention } from './local.js';
-import { Scratch, addInto, chunkPositions, joinChunks, splitChunks } from './util.js';
+import { Scratch, chunkPositions, chunkViews, joinChunks, packChunks, splitChunks } from './util.js';
 
 export type RingKind = 'ring' | 'zigzag' | 'stripe';
 
@@ -55,27 +55,56 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
   const overlap = opts.overlap ?? true;
   if (layout.P !== P) throw new Error(`ring: layout for sp=${layout.P} on a group of ${P}`);
   const pos = Array.from({ length: P }, (_, j) => chunkPositions(layout.positions(j), c));
+  const posAll = Array.from({ length: P }, (_, j) => layout.positions(j));
   const next = (r + 1) % P;
   const prev = (r - 1 + P) % P;
   const tileOn = (causal: boolean, j: number, qc: number, kc: number) => !causal || rule(r, j, qc, kc);
+  /**
+   * The kernel calls of step j, as chunk ranges [q0, q1) × [k0, k1). When chunks are views of one
+   * buffer (`merge`: B = 1 or c = 1) and the visible tiles form one rectangle, they go in ONE call:
+   * fewer, larger kernel calls, and the kernel's own position-range tile test still skips every
+   * masked sub-tile. Zigzag's three step kinds (own block, earlier rank, later rank) all merge.
+   */
+  const tileCalls = (causal: boolean, j: number, merge: boolean): [number, number, number, number][] => {
+    const on: [number, number][] = [];
+    for (let qc = 0; qc < c; qc++) for (let kc = 0; kc < c; kc++) if (tileOn(causal, j, qc, kc)) on.push([qc, kc]);
+    if (merge && on.length > 0) {
+      const qs = on.map((t) => t[0]);
+      const ks = on.map((t) => t[1]);
+      const [q0, q1, k0, k1] = [Math.min(...qs), Math.max(...qs) + 1, Math.min(...ks), Math.max(...ks) + 1];
+      if (on.length === (q1 - q0) * (k1 - k0)) return [[q0, q1, k0, k1]];
+    }
+    return on.map(([qc, kc]) => [qc, qc + 1, kc, kc + 1]);
+  };
+  /** Chunks [a, b) of a chunked tensor: chunk a itself, or (merged calls, B = 1) a view of `whole`. */
+  const span = (chunks: readonly Buf[], whole: Buf, a: number, b: number): Buf => {
+    if (b - a === 1) return chunks[a]!;
+    const m = whole.length / c;
+    return whole.subarray(a * m, b * m);
+  };
+  const posSpan = (j: number, a: number, b: number): Int32Array => (b - a === 1 ? pos[j]![a]! : posAll[j]!.subarray((a * posAll[j]!.length) / c, (b * posAll[j]!.length) / c));
   const checkPos = (p: Int32Array) => {
     const mine = layout.positions(r);
     if (p.length !== mine.length || p.some((x, i) => x !== mine[i])) throw new Error(`ring: rank ${r} given positions that are not its layout's`);
   };
 
-  /** [B, T, G, D] k, v -pack-> [k | v] with each chunk contiguous: [2][c][B, T/c, G, D]. */
+  /**
+   * [B, T, G, D] k, v -pack-> [k | v] with each chunk contiguous: [2][c][B, T/c, G, D]. With B = 1
+   * (or c = 1) chunks are already contiguous, so this is two plain copies.
+   */
   const packKV = (k: Buf, v: Buf, d: AttnDims): Buf => {
     const n = d.B * d.T * d.G * d.D;
     const kv = scratch.alloc(k, 2 * n);
-    const row = d.G * d.D;
-    splitChunks(k, d.B, d.T, row, c, scratch).forEach((x, i) => kv.set(x, (i * n) / c));
-    splitChunks(v, d.B, d.T, row, c, scratch).forEach((x, i) => kv.set(x, n + (i * n) / c));
+    packChunks(kv, 0, k, d.B, d.T, d.G * d.D, c);
+    packChunks(kv, n, v, d.B, d.T, d.G * d.D, c);
     return kv;
   };
-  /** Views of chunk kc of the k and v halves of a packed [2][c][B, T/c, G, D] buffer. */
-  const kvChunk = (kv: Buf, kc: number, n: number): [Buf, Buf] => {
+  /** y += x (bitwise the same as y[i] + x[i]: a = 1 makes the fma exact before its one rounding). */
+  const add = (y: Buf, x: Buf) => kernels.axpy(y, x, 1);
+  /** Views of chunks [k0, k1) of the k and v halves of a packed [2][c][B, T/c, G, D] buffer. */
+  const kvChunk = (kv: Buf, k0: number, k1: number, n: number): [Buf, Buf] => {
     const m = n / c;
-    return [kv.subarray(kc * m, (kc + 1) * m), kv.subarray(n + kc * m, n + (kc + 1) * m)];
+    return [kv.subarray(k0 * m, k1 * m), kv.subarray(n + k0 * m, n + k1 * m)];
   };
 
   return {
@@ -84,10 +113,11 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
       const { B, T, H, D } = d;
       const Tc = T / c;
       const n = B * T * d.G * D;
-      const dims = blockDims(d, Tc, Tc);
+      const merge = B === 1 || c === 1;
+      // Chunks are views of q, out, lse when contiguous (B = 1 or c = 1): computed in place.
       const qC = splitChunks(i.q, B, T, H * D, c, scratch);
-      const outC = c === 1 ? [o.out] : qC.map(() => scratch.alloc(o.out, B * Tc * H * D));
-      const lseC = c === 1 ? [o.lse] : qC.map(() => scratch.alloc(o.lse, B * Tc * H));
+      const outC = chunkViews(o.out, B, T, H * D, c) ?? qC.map(() => scratch.alloc(o.out, B * Tc * H * D));
+      const lseC = chunkViews(o.lse, B, T, H, c) ?? qC.map(() => scratch.alloc(o.lse, B * Tc * H));
       for (const x of outC) x.fill(0);
       for (const x of lseC) x.fill(-Infinity);
       let cur = packKV(i.k, i.v, d);
@@ -100,19 +130,20 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
           await pending;
           pending = null;
         }
-        for (let qc = 0; qc < c; qc++) {
-          for (let kc = 0; kc < c; kc++) {
-            if (!tileOn(d.causal, j, qc, kc)) continue;
-            const [k, v] = kvChunk(cur, kc, n);
-            kernels.attnForward({ out: outC[qc]!, lse: lseC[qc]! }, { q: qC[qc]!, k, v, qPos: pos[r]![qc]!, kPos: pos[j]![kc]! }, dims);
-          }
+        for (const [q0, q1, k0, k1] of tileCalls(d.causal, j, merge)) {
+          const [k, v] = kvChunk(cur, k0, k1, n);
+          kernels.attnForward(
+            { out: span(outC, o.out, q0, q1), lse: span(lseC, o.lse, q0, q1) },
+            { q: span(qC, i.q, q0, q1), k, v, qPos: posSpan(r, q0, q1), kPos: posSpan(j, k0, k1) },
+            blockDims(d, (q1 - q0) * Tc, (k1 - k0) * Tc),
+          );
         }
         if (s < P - 1) {
           if (pending) await pending;
           [cur, nxt] = [nxt, cur];
         }
       }
-      // c × [B, T/c, H, D] -join-> [B, T, H, D] (no-op for c = 1: computed in place).
+      // c × [B, T/c, H, D] -join-> [B, T, H, D] (no-op for views: computed in place).
       joinChunks(o.out, outC, B, T, H * D, false);
       joinChunks(o.lse, lseC, B, T, H, false);
     },
@@ -122,7 +153,7 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
       const { B, T, H, D } = d;
       const Tc = T / c;
       const n = B * T * d.G * D;
-      const dims = blockDims(d, Tc, Tc);
+      const merge = B === 1 || c === 1;
       const delta = scratch.alloc(i.out, B * T * H);
       kernels.attnDelta({ delta }, { dOut: i.dOut, out: i.out }, { B, T, H, D });
       const qC = splitChunks(i.q, B, T, H * D, c, scratch);
@@ -130,13 +161,14 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
       const outC = splitChunks(i.out, B, T, H * D, c, scratch);
       const lseC = splitChunks(i.lse, B, T, H, c, scratch);
       const deltaC = splitChunks(delta, B, T, H, c, scratch);
-      // dq accumulates in place for c = 1; per chunk otherwise, added at the end.
-      const dqC = c === 1 ? [g.dq] : qC.map(() => scratch.alloc(g.dq, B * Tc * H * D));
+      // dq accumulates in place when its chunks are views; per chunk otherwise (zeroed), added at the end.
+      const dqV = chunkViews(g.dq, B, T, H * D, c);
+      const dqC = dqV ?? qC.map(() => scratch.alloc(g.dq, B * Tc * H * D).fill(0));
       let cur = packKV(i.k, i.v, d);
       let nxt = scratch.alloc(cur, 2 * n);
       // Travelling dK|dV accumulators (double-buffered: one in flight, one received) and this
-      // step's local contribution, all packed like kv.
-      const acc = [scratch.alloc(cur, 2 * n), scratch.alloc(cur, 2 * n)];
+      // step's local contribution, all packed like kv. Scratch is reused: acc[0] is the first target, so zero it.
+      const acc = [scratch.alloc(cur, 2 * n).fill(0), scratch.alloc(cur, 2 * n)];
       const local = scratch.alloc(cur, 2 * n);
       let ai = 0;
       let accPending: Promise<void> | null = null;
@@ -150,22 +182,20 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
         }
         const target = s === 0 ? acc[0]! : local;
         if (s > 0) target.fill(0);
-        for (let qc = 0; qc < c; qc++) {
-          for (let kc = 0; kc < c; kc++) {
-            if (!tileOn(d.causal, j, qc, kc)) continue;
-            const [k, v] = kvChunk(cur, kc, n);
-            const [dk, dv] = kvChunk(target, kc, n);
-            kernels.attnBackward(
-              { dq: dqC[qc]!, dk, dv },
-              { dOut: dOutC[qc]!, q: qC[qc]!, k, v, out: outC[qc]!, lse: lseC[qc]!, delta: deltaC[qc]!, qPos: pos[r]![qc]!, kPos: pos[j]![kc]! },
-              dims,
-            );
-          }
+        for (const [q0, q1, k0, k1] of tileCalls(d.causal, j, merge)) {
+          const [k, v] = kvChunk(cur, k0, k1, n);
+          const [dk, dv] = kvChunk(target, k0, k1, n);
+          const q = (x: Buf[], whole: Buf) => span(x, whole, q0, q1);
+          kernels.attnBackward(
+            { dq: q(dqC, g.dq), dk, dv },
+            { dOut: q(dOutC, i.dOut), q: q(qC, i.q), k, v, out: q(outC, i.out), lse: q(lseC, i.lse), delta: q(deltaC, delta), qPos: posSpan(r, q0, q1), kPos: posSpan(j, k0, k1) },
+            blockDims(d, (q1 - q0) * Tc, (k1 - k0) * Tc),
+          );
         }
         if (s > 0) {
           // The accumulator of block j arrived from r−1 during this step's compute: add ours.
           await accPending;
-          addInto(acc[ai]!, local);
+          add(acc[ai]!, local);
         }
         if (P > 1) {
           // [2, B, T, G, D] dK|dV of block j -sendRecv(ring: to r+1, from r−1)-> accumulator of block j−1.
@@ -184,12 +214,17 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
       // After P hops the accumulator that arrives is the one of our own block (rank r − P ≡ r).
       if (accPending) await accPending;
       const home = acc[ai]!;
-      // [2][c][B, T/c, G, D] -join-> [B, T, G, D] dk, dv (+=).
+      // [2][c][B, T/c, G, D] -join-> [B, T, G, D] dk, dv (+=): one add each when chunks are contiguous.
       const row = d.G * D;
       const m = n / c;
-      joinChunks(g.dk, Array.from({ length: c }, (_, kc) => home.subarray(kc * m, (kc + 1) * m)), B, T, row, true);
-      joinChunks(g.dv, Array.from({ length: c }, (_, kc) => home.subarray(n + kc * m, n + (kc + 1) * m)), B, T, row, true);
-      if (c > 1) joinChunks(g.dq, dqC, B, T, H * D, true);
+      if (B === 1 || c === 1) {
+        add(g.dk, home.subarray(0, n));
+        add(g.dv, home.subarray(n, 2 * n));
+      } else {
+        joinChunks(g.dk, Array.from({ length: c }, (_, kc) => home.subarray(kc * m, (kc + 1) * m)), B, T, row, true);
+        joinChunks(g.dv, Array.from({ length: c }, (_, kc) => home.subarray(n + kc * m, n + (kc + 1) * m)), B, T, row, true);
+      }
+      if (!dqV) joinChunks(g.dq, dqC, B, T, H * D, true);
     },
   };
 }

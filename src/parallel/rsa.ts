@@ -146,7 +146,7 @@ export function createRsaAttention(group: ProcessGroup, S: number): AttentionOp 
         }
       }
       // [dK | dV] over the full sequence, my queries' contributions: [2][B, S, G, D].
-      const dFull = scratch.alloc(g.dk, 2 * B * S * G * D);
+      const dFull = scratch.alloc(g.dk, 2 * B * S * G * D).fill(0); // accumulated into; scratch is reused
       const dVo = B * S * G * D;
       const dA = scratch.alloc(i.q, B * H * T * S);
       await ringPass(i.v, (vb, j) => {

@@ -8,7 +8,9 @@
  * inner attention, so any layout works (USP runs it on zigzag pieces, §8.3).
  *
  * The op is stateless between forward and backward (AttentionOp hands backward the sequence-layout
- * q, k, v, out, lse), so backward exchanges them again rather than keeping head-layout copies.
+ * q, k, v, out, lse), so backward exchanges them again rather than keeping head-layout copies: a
+ * cache keyed on the caller's buffers could not tell whether they changed in between (activation
+ * recomputation reuses one set of buffers for every layer).
  */
 import type { Buf } from '../tensor/dtype.js';
 import type { Kernels } from '../kernels/types.js';
@@ -16,17 +18,7 @@ import type { ProcessGroup } from '../comm/types.js';
 import type { AttentionOp, AttnDims, SeqLayout } from './types.js';
 import { contiguousLayout } from './layout.js';
 import { checkShapes, localInner, type InnerAttention } from './local.js';
-import {
-  Scratch,
-  a2aChunk,
-  kvHeadSplit,
-  packHeadToSeq,
-  packSeqToHead,
-  queryHeadSplit,
-  unpackHeadToSeq,
-  unpackSeqToHead,
-  type A2APart,
-} from './util.js';
+import { Scratch, a2aChunk, a2aRows, kvHeadSplit, packSeqToHead, queryHeadSplit, reorderSrcMajor, unpackHeadToSeq, type A2APart, type A2ARows } from './util.js';
 
 /** Head splits of one Ulysses exchange; the error messages name the scheme and axis. */
 export function ulyssesSplits(what: string, H: number, G: number, P: number, axis = 'sp') {
@@ -38,10 +30,16 @@ export function ulyssesSplits(what: string, H: number, G: number, P: number, axi
 /**
  * The Ulysses exchange over `group` around an inner attention. `layout` gives the positions of the
  * group's members (indexed by group rank); gathered positions are their concatenation.
+ *
+ * One all-to-all per tensor rather than one for all of them packed: the received chunks [P][B, T,
+ * heads/P, row] are then, for B = 1, exactly the head-side layout [B, P·T, heads/P, row] the inner
+ * attention reads (and its outputs exactly the send layout back), so only the strided head gather /
+ * scatter on the sequence side copies data.
  */
 export function ulyssesWrap(
   what: string,
   group: ProcessGroup,
+  kernels: Kernels,
   memberPositions: readonly Int32Array[],
   inner: InnerAttention,
   scratch: Scratch,
@@ -51,40 +49,57 @@ export function ulyssesWrap(
   const gathered = new Int32Array(memberPositions.reduce((n, p) => n + p.length, 0));
   memberPositions.reduce((off, p) => (gathered.set(p, off), off + p.length), 0);
 
-  const exchange = async (send: Buf, n: number): Promise<Buf> => {
-    const recv = scratch.alloc(send, n * P);
-    await group.allToAll(recv, send);
-    return recv;
+  // Row maps per exchanged tensor shape, built on first use.
+  const rowMaps = new Map<string, A2ARows>();
+  const rowsOf = (part: A2APart, B: number, T: number): A2ARows => {
+    const key = `${part.split.heads}/${part.split.perRank}/${part.row}/${B}/${T}`;
+    let m = rowMaps.get(key);
+    if (!m) rowMaps.set(key, (m = a2aRows(part, B, T, P)));
+    return m;
+  };
+
+  // Both directions exchange in place (allToAll(buf, buf)): no separate receive buffer, and our
+  // own chunk never moves.
+
+  /** [B, T, heads, row] x -allToAll-> [B, P·T, heads/P, row] `head`, filled once `done` settles. */
+  const toHeads = (x: Buf, part: A2APart, B: number, T: number): { head: Buf; done: Promise<void> } => {
+    const n = a2aChunk(part, B, T);
+    const head = scratch.alloc(x, n * P);
+    const buf = B === 1 ? head : scratch.alloc(x, n * P);
+    packSeqToHead(kernels, buf, x, rowsOf(part, B, T));
+    const done = group.allToAll(buf, buf);
+    return { head, done: B === 1 ? done : done.then(() => reorderSrcMajor(head, buf, B, T, n / (B * T), P, true)) };
+  };
+
+  /** [B, P·T, heads/P, row] y -allToAll-> x [B, T, heads, row], overwritten or (add) accumulated; y is clobbered. */
+  const toSeq = async (x: Buf, y: Buf, part: A2APart, B: number, T: number, add: boolean): Promise<void> => {
+    const n = a2aChunk(part, B, T);
+    let buf = y;
+    if (B !== 1) {
+      buf = scratch.alloc(y, n * P);
+      reorderSrcMajor(buf, y, B, T, n / (B * T), P, false);
+    }
+    await group.allToAll(buf, buf);
+    unpackHeadToSeq(kernels, x, buf, rowsOf(part, B, T), add);
   };
 
   return {
     gathered,
     async forward(o: { out: Buf; lse: Buf }, i: { q: Buf; k: Buf; v: Buf }, d: AttnDims): Promise<void> {
-      const { B, T, H, G, D } = d;
+      const { B, T, H, G } = d;
       const { qs, kvs } = ulyssesSplits(what, H, G, P, axis);
-      const Hl = qs.perRank;
-      const Gl = kvs.perRank;
-      const Tu = P * T;
-      const inParts: A2APart[] = [{ split: qs, row: D }, { split: kvs, row: D }, { split: kvs, row: D }];
-      const nIn = a2aChunk(inParts, B, T);
-      const send = scratch.alloc(i.q, nIn * P);
-      packSeqToHead(send, [i.q, i.k, i.v], inParts, B, T, P);
-      // [B, T, H|G|G, D] q|k|v -allToAll(sp)-> [B, P·T, H/P | G/P | G/P, D] (kv replicated when P % G == 0)
-      const recv = await exchange(send, nIn);
-      const qH = scratch.alloc(i.q, B * Tu * Hl * D);
-      const kH = scratch.alloc(i.q, B * Tu * Gl * D);
-      const vH = scratch.alloc(i.q, B * Tu * Gl * D);
-      unpackSeqToHead([qH, kH, vH], recv, inParts, B, T, P);
-      const outH = scratch.alloc(o.out, B * Tu * Hl * D);
-      const lseH = scratch.alloc(o.lse, B * Tu * Hl);
-      await inner.forward({ out: outH, lse: lseH }, { q: qH, k: kH, v: vH }, { ...d, T: Tu, H: Hl, G: Gl }, gathered);
-      const outParts: A2APart[] = [{ split: qs, row: D }, { split: qs, row: 1 }];
-      const nOut = a2aChunk(outParts, B, T);
-      const send2 = scratch.alloc(o.out, nOut * P);
-      packHeadToSeq(send2, [outH, lseH], outParts, B, T, P);
-      // [B, P·T, H/P, D] out|lse -allToAll(sp)-> [B, T, H, D]
-      const recv2 = await exchange(send2, nOut);
-      unpackHeadToSeq([o.out, o.lse], recv2, outParts, B, T, P, false);
+      const qP: A2APart = { split: qs, row: d.D };
+      const kvP: A2APart = { split: kvs, row: d.D };
+      // [B, T, H|G|G, D] q, k, v -allToAll(sp) ×3-> [B, P·T, H/P | G/P | G/P, D] (kv replicated when P % G == 0)
+      const q = toHeads(i.q, qP, B, T);
+      const k = toHeads(i.k, kvP, B, T);
+      const v = toHeads(i.v, kvP, B, T);
+      await Promise.all([q.done, k.done, v.done]);
+      const outH = scratch.alloc(o.out, q.head.length);
+      const lseH = scratch.alloc(o.lse, B * P * T * qs.perRank);
+      await inner.forward({ out: outH, lse: lseH }, { q: q.head, k: k.head, v: v.head }, { ...d, T: P * T, H: qs.perRank, G: kvs.perRank }, gathered);
+      // [B, P·T, H/P, D|1] out, lse -allToAll(sp) ×2-> [B, T, H, D|1]
+      await Promise.all([toSeq(o.out, outH, qP, B, T, false), toSeq(o.lse, lseH, { split: qs, row: 1 }, B, T, false)]);
     },
 
     async backward(
@@ -92,42 +107,28 @@ export function ulyssesWrap(
       i: { dOut: Buf; q: Buf; k: Buf; v: Buf; out: Buf; lse: Buf },
       d: AttnDims,
     ): Promise<void> {
-      const { B, T, H, G, D } = d;
+      const { B, T, H, G } = d;
       const { qs, kvs } = ulyssesSplits(what, H, G, P, axis);
-      const Hl = qs.perRank;
-      const Gl = kvs.perRank;
-      const Tu = P * T;
-      const q = { split: qs, row: D };
-      const kv = { split: kvs, row: D };
-      const inParts: A2APart[] = [q, kv, kv, q, q, { split: qs, row: 1 }];
-      const nIn = a2aChunk(inParts, B, T);
-      const send = scratch.alloc(i.q, nIn * P);
-      packSeqToHead(send, [i.q, i.k, i.v, i.out, i.dOut, i.lse], inParts, B, T, P);
-      // [B, T, heads, D|1] q|k|v|out|dOut|lse -allToAll(sp)-> [B, P·T, heads/P, D|1]
-      const recv = await exchange(send, nIn);
-      const qH = scratch.alloc(i.q, B * Tu * Hl * D);
-      const kH = scratch.alloc(i.q, B * Tu * Gl * D);
-      const vH = scratch.alloc(i.q, B * Tu * Gl * D);
-      const outH = scratch.alloc(i.q, B * Tu * Hl * D);
-      const dOutH = scratch.alloc(i.q, B * Tu * Hl * D);
-      const lseH = scratch.alloc(i.q, B * Tu * Hl);
-      unpackSeqToHead([qH, kH, vH, outH, dOutH, lseH], recv, inParts, B, T, P);
-      const dqH = scratch.alloc(g.dq, B * Tu * Hl * D);
-      const dkH = scratch.alloc(g.dq, B * Tu * Gl * D);
-      const dvH = scratch.alloc(g.dq, B * Tu * Gl * D);
+      const qP: A2APart = { split: qs, row: d.D };
+      const kvP: A2APart = { split: kvs, row: d.D };
+      // The op is stateless, so what forward exchanged goes again, with dOut:
+      // [B, T, heads, D|1] q, k, v, out, dOut, lse -allToAll(sp) ×6-> [B, P·T, heads/P, D|1]
+      const [q, k, v, out, dOut, lse] = ([
+        [i.q, qP], [i.k, kvP], [i.v, kvP], [i.out, qP], [i.dOut, qP], [i.lse, { split: qs, row: 1 }],
+      ] as const).map(([x, part]) => toHeads(x, part, B, T));
+      await Promise.all([q, k, v, out, dOut, lse].map((x) => x!.done));
+      // Scratch is reused between calls and the inner backward accumulates: zero the gradients.
+      const dqH = scratch.alloc(g.dq, q!.head.length).fill(0);
+      const dkH = scratch.alloc(g.dk, k!.head.length).fill(0);
+      const dvH = scratch.alloc(g.dv, v!.head.length).fill(0);
       await inner.backward(
         { dq: dqH, dk: dkH, dv: dvH },
-        { dOut: dOutH, q: qH, k: kH, v: vH, out: outH, lse: lseH },
-        { ...d, T: Tu, H: Hl, G: Gl },
+        { dOut: dOut!.head, q: q!.head, k: k!.head, v: v!.head, out: out!.head, lse: lse!.head },
+        { ...d, T: P * T, H: qs.perRank, G: kvs.perRank },
         gathered,
       );
-      const outParts: A2APart[] = [q, kv, kv];
-      const nOut = a2aChunk(outParts, B, T);
-      const send2 = scratch.alloc(g.dq, nOut * P);
-      packHeadToSeq(send2, [dqH, dkH, dvH], outParts, B, T, P);
-      // [B, P·T, H/P | G/P | G/P, D] dq|dk|dv -allToAll(sp)-> [B, T, H|G|G, D], replicas of a kv head summed
-      const recv2 = await exchange(send2, nOut);
-      unpackHeadToSeq([g.dq, g.dk, g.dv], recv2, outParts, B, T, P, true);
+      // [B, P·T, H/P | G/P | G/P, D] dq, dk, dv -allToAll(sp) ×3-> [B, T, H|G|G, D], replicas of a kv head summed.
+      await Promise.all([toSeq(g.dq, dqH, qP, B, T, true), toSeq(g.dk, dkH, kvP, B, T, true), toSeq(g.dv, dvH, kvP, B, T, true)]);
     },
   };
 }
@@ -143,7 +144,7 @@ export function createUlyssesAttention(
   if (layout.P !== P || layout.S !== S) throw new Error(`ulysses: layout (S=${layout.S}, sp=${layout.P}) does not match S=${S}, sp=${P}`);
   const scratch = new Scratch();
   const members = Array.from({ length: P }, (_, p) => layout.positions(p));
-  const wrap = ulyssesWrap('ulysses', group, members, localInner(kernels, scratch), scratch);
+  const wrap = ulyssesWrap('ulysses', group, kernels, members, localInner(kernels, scratch), scratch);
   const check = (d: AttnDims) => {
     if (d.S !== S || d.T * P !== S) throw new Error(`ulysses: dims S=${d.S} T=${d.T} but op built for S=${S}, sp=${P}`);
     ulyssesSplits('ulysses', d.H, d.G, P);

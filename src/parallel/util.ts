@@ -1,44 +1,73 @@
 /**
- * Small pieces shared by the schemes: chunk split/join along the token dim, scratch accounting,
- * and the head splits Ulysses uses (including GQA key/value head replication).
+ * Small pieces shared by the schemes: chunk split/join along the token dim, the scratch pool, and
+ * the head splits Ulysses uses (including GQA key/value head replication).
  */
 import type { Buf } from '../tensor/dtype.js';
 import { allocLike } from '../tensor/dtype.js';
+import type { Kernels } from '../kernels/types.js';
 
 /**
- * Counts the bytes a scheme allocates for one forward or backward call (its transient scratch);
- * the largest call so far is `peakBytes`. Buffers are plain typed arrays, so "peak" is the sum of
- * what one call allocates — all of it is live until the call returns.
+ * A scheme's scratch pool. Every forward/backward call starts with `begin()` and then asks for
+ * buffers in a fixed order; the i-th request of a call gets slot i, which persists across calls and
+ * grows to the largest size any call asked of it (forward and backward share slots). Allocating
+ * MB-sized zero-filled arrays per call cost page faults, zeroing and GC on every layer, so buffers
+ * come back with whatever the previous call left in them: a caller that accumulates must
+ * `fill(0)` first. `peakBytes` is what the pool holds (all of it persists between calls). An op
+ * must not run two calls at once (the model awaits each), or they would share slots.
  */
 export class Scratch {
   peakBytes = 0;
   private cur = 0;
+  private readonly slots: Buf[] = [];
 
   begin(): void {
     this.cur = 0;
   }
 
+  /** n elements of the dtype of `like`, NOT zeroed (contents left by an earlier call). */
   alloc(like: Buf, n: number): Buf {
-    const b = allocLike(like, n);
-    this.cur += b.byteLength;
-    if (this.cur > this.peakBytes) this.peakBytes = this.cur;
-    return b;
+    const i = this.cur++;
+    let b = this.slots[i];
+    const same = b !== undefined && (b instanceof Float64Array) === (like instanceof Float64Array);
+    if (!b || !same || b.length < n) {
+      const grown = allocLike(like, Math.max(n, same ? b!.length : 0));
+      this.peakBytes += grown.byteLength - (b?.byteLength ?? 0);
+      this.slots[i] = b = grown;
+    }
+    return b.length === n ? b : b.subarray(0, n);
   }
 
-  /** A copy of x counted as scratch. */
+  /** A copy of x in scratch. */
   copy(x: Buf): Buf {
     const b = this.alloc(x, x.length);
     b.set(x);
     return b;
   }
+
+  /** Fills every held buffer with v (tests: NaN catches a caller that relies on zeroed scratch). */
+  poison(v = NaN): void {
+    for (const b of this.slots) b.fill(v);
+  }
 }
 
 /**
- * [B, T, row] -split-> c × [B, T/c, row]: chunk i holds local tokens [i·T/c, (i+1)·T/c). With c = 1
- * the input itself is returned (no copy), so callers can accumulate into it directly.
+ * Views of the c chunks of [B, T, row] along T when each is contiguous (c = 1, or B = 1): chunk i
+ * holds local tokens [i·T/c, (i+1)·T/c). Null when B > 1 and c > 1 (chunks are strided).
+ */
+export function chunkViews(x: Buf, B: number, T: number, row: number, c: number): Buf[] | null {
+  if (c === 1) return [x];
+  if (B !== 1) return null;
+  const m = (T / c) * row;
+  return Array.from({ length: c }, (_, i) => x.subarray(i * m, (i + 1) * m));
+}
+
+/**
+ * [B, T, row] -split-> c × [B, T/c, row]. Views (no copy) when the chunks are contiguous (c = 1 or
+ * B = 1), so callers can read, and accumulate into, them directly; copies in scratch otherwise.
  */
 export function splitChunks(x: Buf, B: number, T: number, row: number, c: number, scratch: Scratch): Buf[] {
-  if (c === 1) return [x];
+  const views = chunkViews(x, B, T, row, c);
+  if (views) return views;
   const Tc = T / c;
   const parts: Buf[] = [];
   for (let i = 0; i < c; i++) {
@@ -49,21 +78,46 @@ export function splitChunks(x: Buf, B: number, T: number, row: number, c: number
   return parts;
 }
 
-/** c × [B, T/c, row] -join-> [B, T, row], overwriting (`add` = false) or accumulating into out. */
+/**
+ * [B, T, row] -pack-> c × [B, T/c, row] written one after the other into dst from `off`: one copy
+ * when the chunks are contiguous (B = 1 or c = 1).
+ */
+export function packChunks(dst: Buf, off: number, x: Buf, B: number, T: number, row: number, c: number): void {
+  if (B === 1 || c === 1) {
+    dst.set(x, off);
+    return;
+  }
+  const Tc = T / c;
+  const n = Tc * row;
+  for (let i = 0; i < c; i++) {
+    for (let b = 0; b < B; b++) dst.set(x.subarray((b * T + i * Tc) * row, (b * T + i * Tc) * row + n), off + (i * B + b) * n);
+  }
+}
+
+/** True when part i of c is the view of x's chunk i (as `chunkViews` returns it). */
+function isChunkView(p: Buf, x: Buf, i: number, c: number): boolean {
+  return p.buffer === x.buffer && p.byteOffset === x.byteOffset + i * p.byteLength && p.length * c === x.length;
+}
+
+/**
+ * c × [B, T/c, row] -join-> [B, T, row], overwriting (`add` = false) or accumulating into out.
+ * Parts that are views of out's own chunks (from `chunkViews`) are already in place when
+ * overwriting; adding such a part into itself is an error.
+ */
 export function joinChunks(out: Buf, parts: readonly Buf[], B: number, T: number, row: number, add: boolean): void {
   const c = parts.length;
   const Tc = T / c;
   for (let i = 0; i < c; i++) {
     const p = parts[i]!;
-    if (p === out) {
-      if (!add) continue; // c = 1 view: already in place
-      throw new Error('joinChunks: cannot add a buffer into itself');
+    if (p.buffer === out.buffer) {
+      if (!add && (c === 1 || B === 1) && isChunkView(p, out, i, c)) continue;
+      throw new Error('joinChunks: a part aliases the output');
     }
     for (let b = 0; b < B; b++) {
       const src = b * Tc * row;
       const dst = (b * T + i * Tc) * row;
       const n = Tc * row;
-      if (add) for (let e = 0; e < n; e++) out[dst + e] = out[dst + e]! + p[src + e]!;
+      if (add) addInto(out.subarray(dst, dst + n), p.subarray(src, src + n));
       else out.set(p.subarray(src, src + n), dst);
     }
   }
@@ -118,95 +172,74 @@ export interface A2APart {
   row: number;
 }
 
-/** Elements one rank sends to each destination for these parts (T tokens per rank). */
-export function a2aChunk(parts: readonly A2APart[], B: number, T: number): number {
-  let n = 0;
-  for (const p of parts) n += B * T * p.split.perRank * p.row;
-  return n;
+/** Elements one rank sends to each destination for this part (T tokens per rank): [B, T, perRank, row]. */
+export function a2aChunk(part: A2APart, B: number, T: number): number {
+  return B * T * part.split.perRank * part.row;
 }
 
 /**
- * Packs sequence-sharded tensors for the sequence→head all-to-all: send[p] = for each part, the
- * heads of destination p for my T tokens, [B, T, perRank, row].
+ * Row maps of one head↔sequence exchange. Viewing the sequence side [B, T, heads, row] as rows of
+ * perRank·row elements (R = heads/perRank rows per token) and the exchange buffer [P][B, T,
+ * perRank, row] as rows of the same size, both directions are row gathers/scatters — exactly what
+ * the embedding kernels do (natively: memcpy per row; scatter-add with a = 1 axpy, bitwise x + y):
+ * - `pack[p·B·T + bt]` = the sequence-side row destination p receives for token bt;
+ * - `unpack[bt·R + h]` = the exchange row that sequence-side row (bt, h) comes from (only when no
+ *   head is replicated, so every row has exactly one source).
  */
-export function packSeqToHead(send: Buf, xs: readonly Buf[], parts: readonly A2APart[], B: number, T: number, P: number): void {
-  const n = a2aChunk(parts, B, T);
+export interface A2ARows {
+  pack: Int32Array;
+  unpack: Int32Array | null;
+  /** Elements per row: perRank·row. */
+  C: number;
+}
+
+export function a2aRows(part: A2APart, B: number, T: number, P: number): A2ARows {
+  const { heads, perRank, replicated } = part.split;
+  const R = heads / perRank;
+  const BT = B * T;
+  const pack = new Int32Array(P * BT);
   for (let p = 0; p < P; p++) {
-    let off = p * n;
-    parts.forEach((part, k) => {
-      const x = xs[k]!;
-      const { heads, perRank } = part.split;
-      const h0 = part.split.first(p);
-      const row = part.row;
-      const len = perRank * row;
-      for (let bt = 0; bt < B * T; bt++) {
-        const src = (bt * heads + h0) * row;
-        send.set(x.subarray(src, src + len), off + bt * len);
-      }
-      off += B * T * len;
-    });
+    const h = part.split.first(p) / perRank;
+    for (let bt = 0; bt < BT; bt++) pack[p * BT + bt] = bt * R + h;
   }
+  let unpack: Int32Array | null = null;
+  if (!replicated) {
+    unpack = new Int32Array(P * BT);
+    for (let i = 0; i < P * BT; i++) unpack[pack[i]!] = i;
+  }
+  return { pack, unpack, C: perRank * part.row };
+}
+
+/** [B, T, heads, row] -pack-> send [P][B, T, perRank, row]: chunk p holds the heads destination p receives. */
+export function packSeqToHead(k: Kernels, send: Buf, x: Buf, rows: A2ARows): void {
+  k.embeddingForward({ out: send }, { tokens: rows.pack, weight: x }, { N: rows.pack.length, C: rows.C });
 }
 
 /**
- * Unpacks the sequence→head all-to-all: recv[src] holds the tokens of group rank src, so the
- * result [B, P·T, perRank, row] is source-major along the token dim (positions: the group's
- * positions concatenated in rank order).
+ * recv [P][B, T, perRank, row] (chunk src = the heads rank src sent back) -unpack-> x [B, T, heads,
+ * row]. `add` accumulates (gradients: replicated kv heads sum their copies in source order), else
+ * overwrites (needs one source per head).
  */
-export function unpackSeqToHead(ys: readonly Buf[], recv: Buf, parts: readonly A2APart[], B: number, T: number, P: number): void {
-  const n = a2aChunk(parts, B, T);
-  for (let src = 0; src < P; src++) {
-    let off = src * n;
-    parts.forEach((part, k) => {
-      const y = ys[k]!;
-      const len = part.split.perRank * part.row;
-      for (let b = 0; b < B; b++) {
-        const from = off + b * T * len;
-        y.set(recv.subarray(from, from + T * len), (b * P * T + src * T) * len);
-      }
-      off += B * T * len;
-    });
-  }
-}
-
-/** Packs head-sharded tensors [B, P·T, perRank, row] for the head→sequence all-to-all. */
-export function packHeadToSeq(send: Buf, ys: readonly Buf[], parts: readonly A2APart[], B: number, T: number, P: number): void {
-  const n = a2aChunk(parts, B, T);
-  for (let dst = 0; dst < P; dst++) {
-    let off = dst * n;
-    parts.forEach((part, k) => {
-      const y = ys[k]!;
-      const len = part.split.perRank * part.row;
-      for (let b = 0; b < B; b++) {
-        const from = (b * P * T + dst * T) * len;
-        send.set(y.subarray(from, from + T * len), off + b * T * len);
-      }
-      off += B * T * len;
-    });
-  }
+export function unpackHeadToSeq(k: Kernels, x: Buf, recv: Buf, rows: A2ARows, add: boolean): void {
+  const N = rows.pack.length;
+  if (add) k.embeddingBackward({ dWeight: x }, { dOut: recv, tokens: rows.pack }, { N, C: rows.C });
+  else if (rows.unpack) k.embeddingForward({ out: x }, { tokens: rows.unpack, weight: recv }, { N, C: rows.C });
+  else throw new Error('unpackHeadToSeq: overwriting replicated heads has no single source');
 }
 
 /**
- * Unpacks the head→sequence all-to-all into [B, T, heads, row]: recv[src] holds the heads of rank
- * src. `add` accumulates (gradients: replicated kv heads sum over their copies), else overwrites.
+ * Between the all-to-all's chunk order [P][B, T, rest] and the head side's [B, P·T, rest] (tokens
+ * source-major: the group's positions concatenated in rank order). The two are the same memory
+ * when B = 1, so callers only call this for B > 1. `toHeads`: chunks → [B, P·T, rest]; else back.
  */
-export function unpackHeadToSeq(xs: readonly Buf[], recv: Buf, parts: readonly A2APart[], B: number, T: number, P: number, add: boolean): void {
-  const n = a2aChunk(parts, B, T);
-  for (let src = 0; src < P; src++) {
-    let off = src * n;
-    parts.forEach((part, k) => {
-      const x = xs[k]!;
-      const { heads, perRank } = part.split;
-      const h0 = part.split.first(src);
-      const row = part.row;
-      const len = perRank * row;
-      for (let bt = 0; bt < B * T; bt++) {
-        const dst = (bt * heads + h0) * row;
-        const from = off + bt * len;
-        if (add) for (let e = 0; e < len; e++) x[dst + e] = x[dst + e]! + recv[from + e]!;
-        else x.set(recv.subarray(from, from + len), dst);
-      }
-      off += B * T * len;
-    });
+export function reorderSrcMajor(dst: Buf, src: Buf, B: number, T: number, rest: number, P: number, toHeads: boolean): void {
+  const m = T * rest;
+  for (let p = 0; p < P; p++) {
+    for (let b = 0; b < B; b++) {
+      const chunk = (p * B + b) * m;
+      const seq = (b * P + p) * m;
+      if (toHeads) dst.set(src.subarray(chunk, chunk + m), seq);
+      else dst.set(src.subarray(seq, seq + m), chunk);
+    }
   }
 }

@@ -1,0 +1,95 @@
+/**
+ * The scratch pool: buffers persist across calls of an op and come back with the previous call's
+ * contents. Every scheme must give, call after call, bitwise what a fresh op gives on the same
+ * inputs — with its scratch poisoned (NaN) between calls, so a caller that relies on zeroed scratch
+ * fails here — and the pool must stop growing once forward and backward have each run once.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createAttention, type SpAttention } from '../../src/parallel/index.js';
+import type { AttnDims, SchemeName } from '../../src/parallel/types.js';
+import { Scratch } from '../../src/parallel/util.js';
+import { runRanks } from '../../src/comm/run.js';
+import { DeviceMesh } from '../../src/comm/mesh.js';
+import { jsKernels } from '../../src/kernels/js/index.js';
+import type { Buf } from '../../src/tensor/dtype.js';
+import { randn } from '../helpers.js';
+
+const RUNS: { scheme: SchemeName; P: number; ulysses?: number }[] = [
+  { scheme: 'local', P: 1 },
+  { scheme: 'ring', P: 2 },
+  { scheme: 'zigzag', P: 3 },
+  { scheme: 'stripe', P: 2 },
+  { scheme: 'ulysses', P: 2 },
+  { scheme: 'allgather', P: 2 },
+  { scheme: 'rsa', P: 2 },
+  { scheme: 'hybrid', P: 4, ulysses: 2 },
+];
+
+type Result = Record<'out' | 'lse' | 'dq' | 'dk' | 'dv', Buf>;
+
+async function fwdBwd(op: SpAttention, d: AttnDims, seed: number): Promise<Result> {
+  const { B, T, H, G, D } = d;
+  const q = randn('float64', B * T * H * D, seed);
+  const k = randn('float64', B * T * G * D, seed + 1);
+  const v = randn('float64', B * T * G * D, seed + 2);
+  const dOut = randn('float64', B * T * H * D, seed + 3);
+  const out = new Float64Array(q.length);
+  const lse = new Float64Array(B * T * H);
+  await op.forward({ out, lse }, { q, k, v }, d);
+  const dq = new Float64Array(q.length);
+  const dk = new Float64Array(k.length);
+  const dv = new Float64Array(v.length);
+  await op.backward({ dq, dk, dv }, { dOut, q, k, v, out, lse }, d);
+  return { out, lse, dq, dk, dv };
+}
+
+describe('scratch pool reuse', () => {
+  it('Scratch: slot i is reused and grows to the largest request; peakBytes = bytes held', () => {
+    const s = new Scratch();
+    const like = new Float32Array(1);
+    s.begin();
+    const a = s.alloc(like, 8);
+    const b = s.alloc(like, 4);
+    assert.equal(s.peakBytes, 48);
+    s.begin();
+    assert.equal(s.alloc(like, 8), a);
+    const b2 = s.alloc(like, 16); // grows slot 1
+    assert.notEqual(b2.buffer, b.buffer);
+    assert.equal(s.peakBytes, 96);
+    s.begin();
+    const a3 = s.alloc(like, 4); // smaller request: a view of the held buffer
+    assert.equal(a3.buffer, a.buffer);
+    assert.equal(a3.length, 4);
+    assert.equal(s.alloc(new Float64Array(1), 16) instanceof Float64Array, true); // dtype change replaces the slot
+    assert.equal(s.peakBytes, 32 + 128);
+  });
+
+  for (const run of RUNS) {
+    it(`${run.scheme} P=${run.P}: repeated calls with poisoned scratch equal a fresh op bitwise (B = 1, 2)`, async () => {
+      for (const B of [1, 2]) {
+        const S = 12 * run.P;
+        await runRanks(run.P, async (world) => {
+          const u = run.ulysses ?? 1;
+          const mesh = DeviceMesh.create({ sp: run.P, ulysses: u, ring: run.P / u }, world);
+          const groups = { sp: mesh.group('sp'), ulysses: mesh.group('ulysses'), ring: mesh.group('ring') };
+          const make = () => createAttention(run.scheme, groups, jsKernels, { S });
+          const op = make();
+          const d: AttnDims = { B, S, T: op.positions.length, H: 4, G: 2, D: 4, causal: true, scale: 0.5 };
+          let held = 0;
+          for (let it = 0; it < 3; it++) {
+            const seed = 100 * it + 10 * world.rank + B;
+            const got = await fwdBwd(op, d, seed);
+            const want = await fwdBwd(make(), d, seed);
+            for (const f of ['out', 'lse', 'dq', 'dk', 'dv'] as const) {
+              assert.deepEqual(got[f], want[f], `${run.scheme} B=${B} rank ${world.rank} call ${it}: ${f}`);
+            }
+            if (it === 1) held = op.scratch.peakBytes;
+            if (it === 2) assert.equal(op.scratch.peakBytes, held, `${run.scheme}: the pool grew after the first calls`);
+            op.scratch.poison();
+          }
+        });
+      }
+    });
+  }
+});
