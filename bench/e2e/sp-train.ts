@@ -92,7 +92,7 @@ export interface SpTrainBenchOptions {
   reps?: number;
   backend?: 'auto' | 'js' | 'native';
   smoke?: boolean;
-  /** Skip RSA when its materialised scores would exceed this many bytes per rank. */
+  /** Skip RSA (a pure-TypeScript, materialised-score baseline) when its scores would exceed this many bytes per rank (default 70 MiB). */
   rsaMaxScoreBytes?: number;
   log?: (s: string) => void;
 }
@@ -113,12 +113,14 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
     const [base] = await runRanks<SpStepResult>(1, entry({ scheme: 'local', sp: 1, ulysses: 1, N, reps, backend }), { transport: 'inproc', timeoutMs: 0 });
     const baseSec = median(base!.stepSecs);
     log(`N=${N} one rank: ${baseSec.toFixed(3)} s/step, peak ${(base!.peakBytes / 2 ** 20).toFixed(1)} MiB (${base!.backend})`);
-    rows.push({ bench: 'sp-train', scheme: 'local', N, P: 1, stepSec: baseSec, tokensPerSec: N / baseSec, speedup: 1, peakBytes: base!.peakBytes, scratchBytes: base!.scratchBytes, backend: base!.backend, smoke: !!o.smoke });
+    const baseRow = { bench: 'sp-train', scheme: 'local', N, P: 1, stepSec: baseSec, tokensPerSec: N / baseSec, speedup: 1, peakBytes: base!.peakBytes, scratchBytes: base!.scratchBytes, backend: base!.backend, smoke: !!o.smoke };
+    rows.push(baseRow);
+    if (!o.smoke) appendResult('sp-train', baseRow);
     for (const P of Ps) {
       for (const s of o.schemes ?? ALL) {
         const u = s.scheme === 'hybrid' ? (s.ulysses ?? 2) : 1;
         if (s.scheme === 'hybrid' && P / u < 2) continue;
-        if (s.scheme === 'rsa' && 2 * 8 * (N / P) * N * 4 > (o.rsaMaxScoreBytes ?? 2 ** 30)) {
+        if (s.scheme === 'rsa' && 2 * 8 * (N / P) * N * 4 > (o.rsaMaxScoreBytes ?? 70 * 2 ** 20)) {
           log(`  ${s.scheme} P=${P}: skipped (materialised scores exceed the budget)`);
           continue;
         }
@@ -140,10 +142,11 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
           firstLossRelErr: rel, backend: res[0]!.backend, cores: cpus().length, smoke: !!o.smoke,
         };
         rows.push(row);
+        // Appended as each case finishes, so an interrupted sweep keeps what it measured.
+        if (!o.smoke) appendResult('sp-train', row);
         log(`  ${s.scheme.padEnd(9)} P=${P}: ${sec.toFixed(3)} s/step, ×${(baseSec / sec).toFixed(2)}, peak/rank ${(peak / 2 ** 20).toFixed(1)} MiB`);
       }
     }
   }
-  if (!o.smoke) for (const r of rows) appendResult('sp-train', r);
   return rows;
 }

@@ -63,12 +63,12 @@ export async function checkStep(k: Kernels, N: number): Promise<void> {
   }
 }
 
-export async function runTrainStepBench(o: { kernels: Kernels; lengths: number[]; reps?: number; smoke?: boolean; threads?: number; note?: string }): Promise<Record<string, unknown>[]> {
+export async function runTrainStepBench(o: { kernels: Kernels; lengths: number[]; reps?: number; warmup?: number; smoke?: boolean; threads?: number; note?: string }): Promise<Record<string, unknown>[]> {
   const rows: Record<string, unknown>[] = [];
   await checkStep(o.kernels, o.smoke ? 32 : 64);
   for (const N of o.smoke ? [64] : o.lengths) {
     const { step, arena } = await buildStep(o.kernels, N);
-    const secs = await timeIt(step, o.smoke ? 1 : (o.reps ?? 3), o.smoke ? 0 : 1);
+    const secs = await timeIt(step, o.smoke ? 1 : (o.reps ?? 3), o.smoke ? 0 : (o.warmup ?? 1));
     const sec = median(secs);
     const flops = stepFlops(REFERENCE_MODEL, N);
     const row = {
@@ -84,6 +84,7 @@ export async function runTrainStepBench(o: { kernels: Kernels; lengths: number[]
       flops,
       peakBytes: arena.stats().peakBytes,
       smoke: !!o.smoke,
+      warmup: o.smoke ? 0 : (o.warmup ?? 1),
       note: o.note,
     };
     rows.push(row);
