@@ -70,16 +70,27 @@ function activation(c: BlockCtx, out: Buf, x: Buf, N: number): void {
   else c.k.swigluForward({ out }, { x }, { N, F });
 }
 
-/** x: [N, C] block input; y: [N, C] block output. Fills `a` with what backward needs. */
-export async function blockForward(c: BlockCtx, l: number, a: BlockActs, s: BlockScratch, x: Buf, y: Buf): Promise<void> {
-  const { cfg, k, dims } = c;
-  const N = dims.B * dims.T;
-  const C = cfg.width;
+/** Row count and widths of one block: N = B·T rows, qkv rows [q (H·D) | k (G·D) | v (G·D)]. */
+function sizesOf(c: BlockCtx) {
+  const { cfg, dims } = c;
   const D = headDim(cfg);
   const HD = cfg.heads * D;
   const GD = cfg.kvHeads * D;
-  const qkvW = HD + 2 * GD;
-  const rope = { B: dims.B, T: dims.T, H: cfg.heads, D, base: cfg.ropeBase };
+  return {
+    N: dims.B * dims.T,
+    C: cfg.width,
+    HD,
+    GD,
+    qkvW: HD + 2 * GD,
+    fcOut: cfg.activation === 'swiglu' ? 2 * cfg.ffn : cfg.ffn,
+    rope: { B: dims.B, T: dims.T, H: cfg.heads, D, base: cfg.ropeBase },
+  };
+}
+
+/** x: [N, C] block input; y: [N, C] block output. Fills `a` with what backward needs. */
+export async function blockForward(c: BlockCtx, l: number, a: BlockActs, s: BlockScratch, x: Buf, y: Buf): Promise<void> {
+  const { cfg, k, dims } = c;
+  const { N, C, HD, GD, qkvW, fcOut, rope } = sizesOf(c);
 
   norm(c, a.ln1, a.ln1Mean, a.ln1Rstd, x, `h.${l}.ln1`, N);
   linear(c, s.qkv, a.ln1, `h.${l}.attn.qkv`, N, C, qkvW);
@@ -99,7 +110,6 @@ export async function blockForward(c: BlockCtx, l: number, a: BlockActs, s: Bloc
   k.axpy(a.x2, x, 1);
 
   norm(c, a.ln2, a.ln2Mean, a.ln2Rstd, a.x2, `h.${l}.ln2`, N);
-  const fcOut = cfg.activation === 'swiglu' ? 2 * cfg.ffn : cfg.ffn;
   linear(c, a.fc, a.ln2, `h.${l}.mlp.fc`, N, C, fcOut);
   activation(c, a.act, a.fc, N);
   linear(c, y, a.act, `h.${l}.mlp.proj`, N, cfg.ffn, C);
@@ -112,15 +122,8 @@ export async function blockForward(c: BlockCtx, l: number, a: BlockActs, s: Bloc
  */
 export async function blockBackward(c: BlockCtx, l: number, a: BlockActs, s: BlockScratch, x: Buf, dY: Buf): Promise<void> {
   const { cfg, k, dims } = c;
-  const N = dims.B * dims.T;
-  const C = cfg.width;
-  const D = headDim(cfg);
-  const HD = cfg.heads * D;
-  const GD = cfg.kvHeads * D;
-  const qkvW = HD + 2 * GD;
+  const { N, C, HD, GD, qkvW, fcOut, rope } = sizesOf(c);
   const F = cfg.ffn;
-  const fcOut = cfg.activation === 'swiglu' ? 2 * F : F;
-  const rope = { B: dims.B, T: dims.T, H: cfg.heads, D, base: cfg.ropeBase };
 
   // MLP branch: y = x2 + proj(act(fc(ln2(x2))))
   s.dX2.set(dY);
