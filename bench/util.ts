@@ -30,12 +30,17 @@ export function machineInfo(): Record<string, unknown> {
   return { host: hostname(), cpu: c[0]?.model ?? 'unknown', cores: c.length, node: process.version };
 }
 
-/** Appends one JSON line to bench/results/<theme>_<host>_<yyyymmdd>.jsonl; returns the path. */
-export function appendResult(theme: string, record: Record<string, unknown>, dir = RESULTS_DIR): string {
-  const d = new Date();
+/** bench/results/<theme>_<host>_<yyyymmdd>.jsonl (UTC day): the one place result files are named. */
+export function resultsPath(theme: string, d = new Date(), dir = RESULTS_DIR): string {
   const day = `${d.getUTCFullYear()}${String(d.getUTCMonth() + 1).padStart(2, '0')}${String(d.getUTCDate()).padStart(2, '0')}`;
   const host = hostname().replace(/[^A-Za-z0-9_-]/g, '_');
-  const path = join(dir, `${theme}_${host}_${day}.jsonl`);
+  return join(dir, `${theme}_${host}_${day}.jsonl`);
+}
+
+/** Appends one JSON line (with time and machine info) to resultsPath(theme); returns the path. */
+export function appendResult(theme: string, record: Record<string, unknown>, dir = RESULTS_DIR): string {
+  const d = new Date();
+  const path = resultsPath(theme, d, dir);
   mkdirSync(dir, { recursive: true });
   appendFileSync(path, JSON.stringify({ time: d.toISOString(), ...machineInfo(), ...record }) + '\n');
   return path;

@@ -15,6 +15,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isMainThread } from 'node:worker_threads';
 import { runRanks, ThreadsPool } from '../../src/comm/index.js';
 import type { World } from '../../src/comm/types.js';
+import { median, resultsPath } from '../util.js';
 
 export const BENCH_OPS = ['allReduce', 'allGather', 'reduceScatter', 'allToAll', 'sendRecv', 'broadcast'] as const;
 export type BenchOp = (typeof BENCH_OPS)[number];
@@ -138,11 +139,6 @@ export async function benchRank(world: World, args: RankArgs): Promise<number[]>
   return times;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
 /** TypedArray.set of `bytes`, median seconds after warm-up, in this thread. */
 export function memcpySec(bytes: number, iters: number): number {
   const a = fill(new Float32Array(bytes / 4), 1);
@@ -164,9 +160,7 @@ function busFactor(op: BenchOp, P: number): number {
 }
 
 export function defaultResultsFile(now = new Date()): string {
-  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bench', 'results');
-  const ymd = now.toISOString().slice(0, 10).replace(/-/g, '');
-  return join(root, `comm_${hostname()}_${ymd}.jsonl`);
+  return resultsPath('comm', now);
 }
 
 export async function runCommBench(opts: CommBenchOptions = {}): Promise<CommBenchResult[]> {

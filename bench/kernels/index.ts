@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadNativeKernels, nativeAddon, setNativeThreads } from '../../src/kernels/native/index.js';
 import { attnCase, gemmCase, measure, type CaseResult } from './cases.js';
+import { resultsPath } from '../util.js';
 
 export interface KernelBenchOptions {
   /** One tiny iteration of every case (CI); writes no results file. */
@@ -65,12 +66,6 @@ export function measurePeakGflops(smoke = false): number {
   return best;
 }
 
-function resultsPath(): string {
-  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-  const d = new Date();
-  const ymd = `${d.getFullYear()}${String(d.getMonth() + 1).padStart(2, '0')}${String(d.getDate()).padStart(2, '0')}`;
-  return join(root, 'bench', 'results', `kernels_${hostname()}_${ymd}.jsonl`);
-}
 
 export function runKernelBench(opts: KernelBenchOptions = {}): KernelBenchRecord[] {
   const log = opts.log ?? ((s: string) => console.log(s));
@@ -80,7 +75,7 @@ export function runKernelBench(opts: KernelBenchOptions = {}): KernelBenchRecord
   const k = loaded.kernels;
   const addon = nativeAddon()!;
   const isa = addon.isa();
-  const out = opts.out ?? resultsPath();
+  const out = opts.out ?? resultsPath('kernels');
   const threadSet = [...new Set([1, Math.max(1, Math.floor(opts.threads ?? 2))])];
   const records: KernelBenchRecord[] = [];
   const date = new Date().toISOString();
