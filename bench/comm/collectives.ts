@@ -4,6 +4,9 @@
  * the allGather OUTPUT, the reduceScatter/allToAll INPUT, and each rank's sendRecv message (a
  * 2-rank exchange: both ranks send S and receive S). algbw = S / time (median over iterations of
  * the slowest rank); busbw scales algbw like nccl-tests; ratio = algbw / memcpy GB/s.
+ * Each case runs twice: with ordinary buffers (each byte is staged in shared memory, then copied
+ * out: two copies) and with buffers from ProcessGroup.allocBuffer (peers read them in place: one
+ * copy), the path the SP schemes use.
  *
  *   node dist/bench/comm/collectives.js            # 1, 16, 64 MB on 2 ranks, writes results
  *   node dist/bench/comm/collectives.js --smoke    # one iteration of 1 MB, writes nothing
@@ -19,6 +22,8 @@ import { median, resultsPath } from '../util.js';
 
 export const BENCH_OPS = ['allReduce', 'allGather', 'reduceScatter', 'allToAll', 'sendRecv', 'broadcast'] as const;
 export type BenchOp = (typeof BENCH_OPS)[number];
+/** ordinary: plain typed arrays (staged through shared memory); shared: from allocBuffer (zero-copy). */
+export type BufferKind = 'ordinary' | 'shared';
 
 export interface CommBenchOptions {
   ranks?: number;
@@ -26,6 +31,8 @@ export interface CommBenchOptions {
   ops?: readonly BenchOp[];
   warmup?: number;
   iters?: number;
+  /** Which buffers to time (default both). */
+  buffers?: readonly BufferKind[];
   /** Append JSON lines here; null = do not write. Default bench/results/comm_<host>_<yyyymmdd>.jsonl. */
   outFile?: string | null;
 }
@@ -34,6 +41,7 @@ export interface CommBenchResult {
   bench: 'comm/collectives';
   transport: 'threads';
   op: BenchOp;
+  buffers: BufferKind;
   ranks: number;
   bytes: number;
   iters: number;
@@ -52,6 +60,7 @@ export interface CommBenchResult {
 
 interface RankArgs {
   op: BenchOp;
+  buffers: BufferKind;
   bytes: number;
   warmup: number;
   iters: number;
@@ -73,8 +82,9 @@ export async function benchRank(world: World, args: RankArgs): Promise<number[]>
   const from = (r - 1 + P) % P;
   let call: () => Promise<void>;
   let verify: () => string | null;
-  const x = fill(new Float32Array(args.op === 'allGather' ? S / P : S), r);
-  const out = new Float32Array(args.op === 'reduceScatter' ? S / P : S);
+  const mk = (n: number) => (args.buffers === 'shared' ? g.allocBuffer('float32', n) : new Float32Array(n));
+  const x = fill(mk(args.op === 'allGather' ? S / P : S), r);
+  const out = mk(args.op === 'reduceScatter' ? S / P : S);
   const expectAt = (i: number): number => {
     const v = (k: number, j: number) => ((j * 7 + k * 13) % 61) - 30;
     switch (args.op) {
@@ -136,6 +146,8 @@ export async function benchRank(world: World, args: RankArgs): Promise<number[]>
     await call();
     if (it >= args.warmup) times.push((performance.now() - t0) / 1000);
   }
+  g.releaseBuffer(x);
+  g.releaseBuffer(out);
   return times;
 }
 
@@ -167,6 +179,7 @@ export async function runCommBench(opts: CommBenchOptions = {}): Promise<CommBen
   const P = opts.ranks ?? 2;
   const sizes = opts.sizesMB ?? [1, 16, 64];
   const ops = opts.ops ?? BENCH_OPS;
+  const kinds = opts.buffers ?? (['ordinary', 'shared'] as const);
   const warmup = opts.warmup ?? 3;
   const iters = opts.iters ?? 11;
   const outFile = opts.outFile === undefined ? defaultResultsFile() : opts.outFile;
@@ -177,13 +190,13 @@ export async function runCommBench(opts: CommBenchOptions = {}): Promise<CommBen
       const bytes = Math.round(mb * 2 ** 20 / (4 * P)) * 4 * P; // divisible into P float32 chunks
       const memSec = memcpySec(bytes, iters);
       const memcpyGBps = bytes / memSec / 1e9;
-      for (const op of ops) {
-        const per = await runRanks<number[]>(P, { module: import.meta.url, fn: 'benchRank', args: { op, bytes, warmup, iters } satisfies RankArgs }, { transport: 'threads', pool, timeoutMs: 120_000 });
+      for (const op of ops) for (const buffers of kinds) {
+        const per = await runRanks<number[]>(P, { module: import.meta.url, fn: 'benchRank', args: { op, buffers, bytes, warmup, iters } satisfies RankArgs }, { transport: 'threads', pool, timeoutMs: 120_000 });
         const slowest = per[0]!.map((_, i) => Math.max(...per.map((t) => t[i]!)));
         const medianSec = median(slowest);
         const algGBps = bytes / medianSec / 1e9;
         const res: CommBenchResult = {
-          bench: 'comm/collectives', transport: 'threads', op, ranks: P, bytes, iters, medianSec,
+          bench: 'comm/collectives', transport: 'threads', op, buffers, ranks: P, bytes, iters, medianSec,
           algGBps, busGBps: algGBps * busFactor(op, P), memcpyGBps, ratioToMemcpy: algGBps / memcpyGBps,
           node: process.version, host: hostname(), cpus: cpus().length, load1: loadavg()[0]!, date: new Date().toISOString(),
         };
@@ -204,7 +217,7 @@ async function main(argv: string[]): Promise<void> {
   const smoke = argv.includes('--smoke');
   const res = await runCommBench(smoke ? { sizesMB: [1], warmup: 0, iters: 1, outFile: null } : {});
   for (const r of res) {
-    console.log(`${r.op.padEnd(14)} ${(r.bytes / 2 ** 20).toFixed(0).padStart(3)} MB  alg ${r.algGBps.toFixed(2).padStart(6)} GB/s  bus ${r.busGBps.toFixed(2).padStart(6)} GB/s  memcpy ${r.memcpyGBps.toFixed(2).padStart(6)} GB/s  ratio ${r.ratioToMemcpy.toFixed(2)}`);
+    console.log(`${r.op.padEnd(14)} ${r.buffers.padEnd(8)} ${(r.bytes / 2 ** 20).toFixed(0).padStart(3)} MB  alg ${r.algGBps.toFixed(2).padStart(6)} GB/s  bus ${r.busGBps.toFixed(2).padStart(6)} GB/s  memcpy ${r.memcpyGBps.toFixed(2).padStart(6)} GB/s  ratio ${r.ratioToMemcpy.toFixed(2)}`);
   }
   if (!smoke) console.log(`appended ${res.length} lines to ${defaultResultsFile()}`);
 }

@@ -8,6 +8,12 @@ import type { Buf } from '../tensor/dtype.js';
 export type ReduceOp = 'sum' | 'avg' | 'max';
 export type AxisName = 'world' | 'dp' | 'sp' | 'tp' | 'ulysses' | 'ring' | (string & {});
 export type CommBuf = Buf | Int32Array;
+export type CommDtype = 'float32' | 'float64' | 'int32';
+export interface CommArrays {
+  float32: Float32Array;
+  float64: Float64Array;
+  int32: Int32Array;
+}
 
 export interface CommRecord {
   op: 'allReduce' | 'allGather' | 'reduceScatter' | 'allToAll' | 'broadcast' | 'sendRecv' | 'barrier';
@@ -51,6 +57,17 @@ export interface ProcessGroup {
    */
   sendRecv(send: CommBuf, dst: number, recv: CommBuf, src: number): Promise<void>;
   barrier(): Promise<void>;
+
+  /**
+   * n zeroed elements of memory this transport can send from without staging it (threads: this
+   * rank's shared arena, which peers read directly; inproc: ordinary memory). A call whose send
+   * buffer (input, buf or send) is such memory moves each byte once instead of twice, and resolves
+   * only after every peer that reads it has finished, so the caller may overwrite it as soon as the
+   * call settles. Shared by all groups of the rank; give it back with releaseBuffer.
+   */
+  allocBuffer<T extends CommDtype>(dtype: T, n: number): CommArrays[T];
+  /** Returns a buffer from allocBuffer (a no-op for ordinary memory). */
+  releaseBuffer(b: CommBuf): void;
 }
 
 /** One rank's handle on the world: its rank, and groups built over subsets of ranks. */

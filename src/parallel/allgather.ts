@@ -42,7 +42,7 @@ export function createAllGatherAttention(
   const [, qHi] = minMax(pos[r]!);
   // A block can be skipped under a causal mask when all its keys come after all our queries.
   const visible = pos.map((p) => minMax(p)[0] <= qHi);
-  const scratch = new Scratch();
+  const scratch = new Scratch(group);
   const check = (d: AttnDims) => {
     if (d.S !== S || d.T !== layout.T) throw new Error(`allgather: dims S=${d.S} T=${d.T} but op built for S=${S}, sp=${P} (T=${layout.T})`);
     if (d.H % d.G !== 0) throw new Error(`allgather: heads H=${d.H} not divisible by kv heads G=${d.G}`);

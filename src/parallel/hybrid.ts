@@ -25,7 +25,7 @@ export function createHybridAttention(
   const layout = hybridLayout(S, u, r);
   const rho = groups.ring.rank;
   const spIndex = rho * u + groups.ulysses.rank;
-  const scratch = new Scratch();
+  const scratch = new Scratch(groups.ring);
   const ring = ringInner(groups.ring, kernels, zigzagLayout(S, r, 'hybrid'), tileRules.zigzag, scratch, opts);
   const members = Array.from({ length: u }, (_, v) => layout.positions(rho * u + v));
   const wrap = ulyssesWrap('hybrid', groups.ulysses, kernels, members, ring, scratch, 'ulysses');

@@ -238,7 +238,7 @@ export function createRingAttention(
   opts: RingOptions = {},
 ): AttentionOp & { readonly scratch: Scratch; readonly positions: Int32Array } {
   const layout = ringLayout(kind, S, group.size);
-  const scratch = new Scratch();
+  const scratch = new Scratch(group);
   const inner = ringInner(group, kernels, layout, tileRules[kind], scratch, opts);
   const positions = layout.positions(group.rank);
   const check = (d: AttnDims) => {

@@ -24,7 +24,7 @@ export function createRsaAttention(group: ProcessGroup, S: number): AttentionOp 
   const T = layout.T;
   const next = (r + 1) % P;
   const prev = (r - 1 + P) % P;
-  const scratch = new Scratch();
+  const scratch = new Scratch(group);
   const check = (d: AttnDims) => {
     if (d.S !== S || d.T !== T) throw new Error(`rsa: dims S=${d.S} T=${d.T} but op built for S=${S}, sp=${P} (T=${T})`);
     if (d.H % d.G !== 0) throw new Error(`rsa: heads H=${d.H} not divisible by kv heads G=${d.G}`);

@@ -58,29 +58,43 @@ export function ulyssesWrap(
     return m;
   };
 
-  // Both directions exchange in place (allToAll(buf, buf)): no separate receive buffer, and our
-  // own chunk never moves.
+  // Every exchange sends from scratch (a group buffer: peers read it in place, one copy per byte)
+  // into a separate receive buffer; exchanges run one after another (a group runs its calls in
+  // order anyway), so two shared slots of the largest exchange serve them all.
+  const sizeOf = (part: A2APart, B: number, T: number) => a2aChunk(part, B, T) * P;
+  const exchangeSlots = (like: Buf, sizes: number[]) => {
+    const n = Math.max(...sizes);
+    return { send: scratch.alloc(like, n), tmp: scratch.alloc(like, n) };
+  };
+  type Slots = ReturnType<typeof exchangeSlots>;
 
-  /** [B, T, heads, row] x -allToAll-> [B, P·T, heads/P, row] `head`, filled once `done` settles. */
-  const toHeads = (x: Buf, part: A2APart, B: number, T: number): { head: Buf; done: Promise<void> } => {
-    const n = a2aChunk(part, B, T);
-    const head = scratch.alloc(x, n * P);
-    const buf = B === 1 ? head : scratch.alloc(x, n * P);
-    packSeqToHead(kernels, buf, x, rowsOf(part, B, T));
-    const done = group.allToAll(buf, buf);
-    return { head, done: B === 1 ? done : done.then(() => reorderSrcMajor(head, buf, B, T, n / (B * T), P, true)) };
+  /** [B, T, heads, row] x -allToAll-> [B, P·T, heads/P, row] (a new scratch buffer). */
+  const toHeads = async (x: Buf, part: A2APart, B: number, T: number, slots: Slots): Promise<Buf> => {
+    const nP = sizeOf(part, B, T);
+    const head = scratch.alloc(x, nP);
+    const send = slots.send.subarray(0, nP);
+    packSeqToHead(kernels, send, x, rowsOf(part, B, T));
+    if (B === 1) {
+      await group.allToAll(head, send);
+      return head;
+    }
+    const recv = slots.tmp.subarray(0, nP);
+    await group.allToAll(recv, send);
+    reorderSrcMajor(head, recv, B, T, nP / (P * B * T), P, true);
+    return head;
   };
 
-  /** [B, P·T, heads/P, row] y -allToAll-> x [B, T, heads, row], overwritten or (add) accumulated; y is clobbered. */
-  const toSeq = async (x: Buf, y: Buf, part: A2APart, B: number, T: number, add: boolean): Promise<void> => {
-    const n = a2aChunk(part, B, T);
-    let buf = y;
+  /** [B, P·T, heads/P, row] y -allToAll-> x [B, T, heads, row], overwritten or (add) accumulated. */
+  const toSeq = async (x: Buf, y: Buf, part: A2APart, B: number, T: number, add: boolean, slots: Slots): Promise<void> => {
+    const nP = sizeOf(part, B, T);
+    let send = y;
     if (B !== 1) {
-      buf = scratch.alloc(y, n * P);
-      reorderSrcMajor(buf, y, B, T, n / (B * T), P, false);
+      send = slots.send.subarray(0, nP);
+      reorderSrcMajor(send, y, B, T, nP / (P * B * T), P, false);
     }
-    await group.allToAll(buf, buf);
-    unpackHeadToSeq(kernels, x, buf, rowsOf(part, B, T), add);
+    const recv = slots.tmp.subarray(0, nP);
+    await group.allToAll(recv, send);
+    unpackHeadToSeq(kernels, x, recv, rowsOf(part, B, T), add);
   };
 
   return {
@@ -90,16 +104,18 @@ export function ulyssesWrap(
       const { qs, kvs } = ulyssesSplits(what, H, G, P, axis);
       const qP: A2APart = { split: qs, row: d.D };
       const kvP: A2APart = { split: kvs, row: d.D };
+      const lseP: A2APart = { split: qs, row: 1 };
+      const slots = exchangeSlots(i.q, [qP, kvP, lseP].map((x) => sizeOf(x, B, T)));
       // [B, T, H|G|G, D] q, k, v -allToAll(sp) ×3-> [B, P·T, H/P | G/P | G/P, D] (kv replicated when P % G == 0)
-      const q = toHeads(i.q, qP, B, T);
-      const k = toHeads(i.k, kvP, B, T);
-      const v = toHeads(i.v, kvP, B, T);
-      await Promise.all([q.done, k.done, v.done]);
-      const outH = scratch.alloc(o.out, q.head.length);
+      const q = await toHeads(i.q, qP, B, T, slots);
+      const k = await toHeads(i.k, kvP, B, T, slots);
+      const v = await toHeads(i.v, kvP, B, T, slots);
+      const outH = scratch.alloc(o.out, q.length);
       const lseH = scratch.alloc(o.lse, B * P * T * qs.perRank);
-      await inner.forward({ out: outH, lse: lseH }, { q: q.head, k: k.head, v: v.head }, { ...d, T: P * T, H: qs.perRank, G: kvs.perRank }, gathered);
+      await inner.forward({ out: outH, lse: lseH }, { q, k, v }, { ...d, T: P * T, H: qs.perRank, G: kvs.perRank }, gathered);
       // [B, P·T, H/P, D|1] out, lse -allToAll(sp) ×2-> [B, T, H, D|1]
-      await Promise.all([toSeq(o.out, outH, qP, B, T, false), toSeq(o.lse, lseH, { split: qs, row: 1 }, B, T, false)]);
+      await toSeq(o.out, outH, qP, B, T, false, slots);
+      await toSeq(o.lse, lseH, lseP, B, T, false, slots);
     },
 
     async backward(
@@ -111,24 +127,22 @@ export function ulyssesWrap(
       const { qs, kvs } = ulyssesSplits(what, H, G, P, axis);
       const qP: A2APart = { split: qs, row: d.D };
       const kvP: A2APart = { split: kvs, row: d.D };
+      const lseP: A2APart = { split: qs, row: 1 };
+      const slots = exchangeSlots(i.q, [qP, kvP, lseP].map((x) => sizeOf(x, B, T)));
       // The op is stateless, so what forward exchanged goes again, with dOut:
       // [B, T, heads, D|1] q, k, v, out, dOut, lse -allToAll(sp) ×6-> [B, P·T, heads/P, D|1]
-      const [q, k, v, out, dOut, lse] = ([
-        [i.q, qP], [i.k, kvP], [i.v, kvP], [i.out, qP], [i.dOut, qP], [i.lse, { split: qs, row: 1 }],
-      ] as const).map(([x, part]) => toHeads(x, part, B, T));
-      await Promise.all([q, k, v, out, dOut, lse].map((x) => x!.done));
+      const heads: Buf[] = [];
+      for (const [x, part] of [[i.q, qP], [i.k, kvP], [i.v, kvP], [i.out, qP], [i.dOut, qP], [i.lse, lseP]] as const) heads.push(await toHeads(x, part, B, T, slots));
+      const [q, k, v, out, dOut, lse] = heads as [Buf, Buf, Buf, Buf, Buf, Buf];
       // Scratch is reused between calls and the inner backward accumulates: zero the gradients.
-      const dqH = scratch.alloc(g.dq, q!.head.length).fill(0);
-      const dkH = scratch.alloc(g.dk, k!.head.length).fill(0);
-      const dvH = scratch.alloc(g.dv, v!.head.length).fill(0);
-      await inner.backward(
-        { dq: dqH, dk: dkH, dv: dvH },
-        { dOut: dOut!.head, q: q!.head, k: k!.head, v: v!.head, out: out!.head, lse: lse!.head },
-        { ...d, T: P * T, H: qs.perRank, G: kvs.perRank },
-        gathered,
-      );
+      const dqH = scratch.alloc(g.dq, q.length).fill(0);
+      const dkH = scratch.alloc(g.dk, k.length).fill(0);
+      const dvH = scratch.alloc(g.dv, v.length).fill(0);
+      await inner.backward({ dq: dqH, dk: dkH, dv: dvH }, { dOut, q, k, v, out, lse }, { ...d, T: P * T, H: qs.perRank, G: kvs.perRank }, gathered);
       // [B, P·T, H/P | G/P | G/P, D] dq, dk, dv -allToAll(sp) ×3-> [B, T, H|G|G, D], replicas of a kv head summed.
-      await Promise.all([toSeq(g.dq, dqH, qP, B, T, true), toSeq(g.dk, dkH, kvP, B, T, true), toSeq(g.dv, dvH, kvP, B, T, true)]);
+      await toSeq(g.dq, dqH, qP, B, T, true, slots);
+      await toSeq(g.dk, dkH, kvP, B, T, true, slots);
+      await toSeq(g.dv, dvH, kvP, B, T, true, slots);
     },
   };
 }
@@ -142,7 +156,7 @@ export function createUlyssesAttention(
 ): AttentionOp & { readonly scratch: Scratch; readonly positions: Int32Array } {
   const P = group.size;
   if (layout.P !== P || layout.S !== S) throw new Error(`ulysses: layout (S=${layout.S}, sp=${layout.P}) does not match S=${S}, sp=${P}`);
-  const scratch = new Scratch();
+  const scratch = new Scratch(group);
   const members = Array.from({ length: P }, (_, p) => layout.positions(p));
   const wrap = ulyssesWrap('ulysses', group, kernels, members, localInner(kernels, scratch), scratch);
   const check = (d: AttnDims) => {

@@ -5,6 +5,10 @@
 import type { Buf } from '../tensor/dtype.js';
 import { allocLike } from '../tensor/dtype.js';
 import type { Kernels } from '../kernels/types.js';
+import type { ProcessGroup } from '../comm/types.js';
+
+/** Where a scratch pool gets memory: a group's zero-copy buffers (so its sends skip staging). */
+export type ScratchMemory = Pick<ProcessGroup, 'allocBuffer' | 'releaseBuffer'>;
 
 /**
  * A scheme's scratch pool. Every forward/backward call starts with `begin()` and then asks for
@@ -14,11 +18,15 @@ import type { Kernels } from '../kernels/types.js';
  * come back with whatever the previous call left in them: a caller that accumulates must
  * `fill(0)` first. `peakBytes` is what the pool holds (all of it persists between calls). An op
  * must not run two calls at once (the model awaits each), or they would share slots.
+ * Given a group (`mem`), slots come from its allocBuffer, so collectives sending from scratch
+ * move each byte once (threads transport: peers read the rank's shared arena directly).
  */
 export class Scratch {
   peakBytes = 0;
   private cur = 0;
   private readonly slots: Buf[] = [];
+
+  constructor(private readonly mem?: ScratchMemory) {}
 
   begin(): void {
     this.cur = 0;
@@ -30,8 +38,10 @@ export class Scratch {
     let b = this.slots[i];
     const same = b !== undefined && (b instanceof Float64Array) === (like instanceof Float64Array);
     if (!b || !same || b.length < n) {
-      const grown = allocLike(like, Math.max(n, same ? b!.length : 0));
+      const size = Math.max(n, same ? b!.length : 0);
+      const grown = this.mem ? this.mem.allocBuffer(like instanceof Float64Array ? 'float64' : 'float32', size) : allocLike(like, size);
       this.peakBytes += grown.byteLength - (b?.byteLength ?? 0);
+      if (b && this.mem) this.mem.releaseBuffer(b);
       this.slots[i] = b = grown;
     }
     return b.length === n ? b : b.subarray(0, n);
@@ -94,6 +104,11 @@ export function packChunks(dst: Buf, off: number, x: Buf, B: number, T: number, 
   }
 }
 
+/** Do two views share any bytes? (Scratch buffers share one arena, so same `buffer` is not enough.) */
+function overlaps(x: Buf, y: Buf): boolean {
+  return x.buffer === y.buffer && x.byteOffset < y.byteOffset + y.byteLength && y.byteOffset < x.byteOffset + x.byteLength;
+}
+
 /** True when part i of c is the view of x's chunk i (as `chunkViews` returns it). */
 function isChunkView(p: Buf, x: Buf, i: number, c: number): boolean {
   return p.buffer === x.buffer && p.byteOffset === x.byteOffset + i * p.byteLength && p.length * c === x.length;
@@ -109,7 +124,7 @@ export function joinChunks(out: Buf, parts: readonly Buf[], B: number, T: number
   const Tc = T / c;
   for (let i = 0; i < c; i++) {
     const p = parts[i]!;
-    if (p.buffer === out.buffer) {
+    if (overlaps(p, out)) {
       if (!add && (c === 1 || B === 1) && isChunkView(p, out, i, c)) continue;
       throw new Error('joinChunks: a part aliases the output');
     }

@@ -18,9 +18,25 @@ function lastBytes(g: ProcessGroup): number {
   return g.log.records[g.log.records.length - 1]!.bytes;
 }
 
-/** Every op, every dtype, several (uneven) sizes, against the sequential definitions, on group g. */
-async function sweep(g: ProcessGroup, tag: string, salt0: number): Promise<Errors> {
+/**
+ * Every op, every dtype, several (uneven) sizes, against the sequential definitions, on group g.
+ * `shared`: every buffer comes from g.allocBuffer (the zero-copy path; in-place calls, whose send
+ * buffer overlaps what the rank writes, must fall back to staging).
+ */
+async function sweep(g: ProcessGroup, tag: string, salt0: number, shared = false): Promise<Errors> {
   const errs: Errors = [];
+  const held: CommBuf[] = [];
+  const mk = (dt: DTypeName, n: number): CommBuf => {
+    if (!shared) return alloc(dt, n);
+    const b = g.allocBuffer(dt, n);
+    held.push(b);
+    return b;
+  };
+  const own = (x: CommBuf): CommBuf => {
+    const b = mk(x instanceof Float32Array ? 'float32' : x instanceof Float64Array ? 'float64' : 'int32', x.length);
+    b.set(x);
+    return b;
+  };
   const P = g.size;
   const r = g.rank;
   const ins = (dt: DTypeName, n: number, salt: number) => g.ranks.map((_, k) => gen(dt, n, k, salt));
@@ -30,7 +46,7 @@ async function sweep(g: ProcessGroup, tag: string, salt0: number): Promise<Error
     for (const n of [0, 1, 7, 1023]) {
       for (const op of ['sum', 'avg', 'max'] as ReduceOp[]) {
         const all = ins(dt, n, ++salt);
-        const buf = all[r]!.slice();
+        const buf = own(all[r]!);
         await g.allReduce(buf, op);
         check(errs, at(`allReduce(${op})`, n), buf, refAllReduce(all, op, dt)[r]!);
         if (lastBytes(g) !== (2 * buf.byteLength * (P - 1)) / P) errs.push(`${at('allReduce', n)}: logged ${lastBytes(g)} B`);
@@ -38,12 +54,12 @@ async function sweep(g: ProcessGroup, tag: string, salt0: number): Promise<Error
     }
     for (const n of [1, 5, 333]) {
       const all = ins(dt, n, ++salt);
-      const out = alloc(dt, n * P);
-      await g.allGather(out, all[r]!);
+      const out = mk(dt, n * P);
+      await g.allGather(out, own(all[r]!));
       check(errs, at('allGather', n), out, refAllGather(all, dt)[r]!);
       if (lastBytes(g) !== all[r]!.byteLength * (P - 1)) errs.push(`${at('allGather', n)}: logged ${lastBytes(g)} B`);
       // In place: the input is this rank's slot of the output.
-      const out2 = alloc(dt, n * P);
+      const out2 = mk(dt, n * P);
       out2.set(all[r]!, r * n);
       await g.allGather(out2, out2.subarray(r * n, (r + 1) * n));
       check(errs, at('allGather in place', n), out2, refAllGather(all, dt)[r]!);
@@ -51,26 +67,26 @@ async function sweep(g: ProcessGroup, tag: string, salt0: number): Promise<Error
     for (const n of [1, 3, 100]) {
       for (const op of ['sum', 'avg', 'max'] as ReduceOp[]) {
         const all = ins(dt, n * P, ++salt);
-        const out = alloc(dt, n);
-        await g.reduceScatter(out, all[r]!, op);
+        const out = mk(dt, n);
+        await g.reduceScatter(out, own(all[r]!), op);
         check(errs, at(`reduceScatter(${op})`, n), out, refReduceScatter(all, op, dt)[r]!);
       }
       if (lastBytes(g) !== (n * P * alloc(dt, 1).byteLength * (P - 1)) / P) errs.push(`${at('reduceScatter', n)}: logged ${lastBytes(g)} B`);
     }
     for (const n of [1, 4, 77]) {
       const all = ins(dt, n * P, ++salt);
-      const out = alloc(dt, n * P);
-      await g.allToAll(out, all[r]!);
+      const out = mk(dt, n * P);
+      await g.allToAll(out, own(all[r]!));
       const want = refAllToAll(all, dt)[r]!;
       check(errs, at('allToAll', n), out, want);
-      const inPlace = all[r]!.slice();
+      const inPlace = own(all[r]!);
       await g.allToAll(inPlace, inPlace);
       check(errs, at('allToAll in place', n), inPlace, want);
     }
     for (const n of [1, 1023]) {
       for (const root of new Set([0, P - 1])) {
         const all = ins(dt, n, ++salt);
-        const buf = all[r]!.slice();
+        const buf = own(all[r]!);
         await g.broadcast(buf, root);
         check(errs, at(`broadcast(root ${root})`, n), buf, all[root]!);
         if (lastBytes(g) !== (r === root ? buf.byteLength * (P - 1) : 0)) errs.push(`${at('broadcast', n)}: logged ${lastBytes(g)} B`);
@@ -81,24 +97,62 @@ async function sweep(g: ProcessGroup, tag: string, salt0: number): Promise<Error
       const size = (k: number) => 1 + 13 * k;
       const dst = (r + shift) % P;
       const src = (r - shift + P * 2) % P;
-      const recv = alloc(dt, size(src));
-      await g.sendRecv(gen(dt, size(r), r, ++salt), dst, recv, src);
+      const recv = mk(dt, size(src));
+      await g.sendRecv(own(gen(dt, size(r), r, ++salt)), dst, recv, src);
       check(errs, at(`sendRecv(shift ${shift})`, size(src)), recv, gen(dt, size(src), src, salt));
       if (lastBytes(g) !== (dst === r ? 0 : size(r) * alloc(dt, 1).byteLength)) errs.push(`${at('sendRecv', 0)}: logged ${lastBytes(g)} B`);
     }
     // A chain (not a ring): rank 0 receives nothing, the last rank sends nothing.
     {
-      const recv = alloc(dt, 9).fill(7);
-      await g.sendRecv(gen(dt, 9, r, ++salt), r < P - 1 ? r + 1 : -1, recv, r > 0 ? r - 1 : -1);
+      const recv = mk(dt, 9).fill(7);
+      await g.sendRecv(own(gen(dt, 9, r, ++salt)), r < P - 1 ? r + 1 : -1, recv, r > 0 ? r - 1 : -1);
       check(errs, at('sendRecv(chain)', 9), recv, r > 0 ? gen(dt, 9, r - 1, salt) : alloc(dt, 9).fill(7));
     }
     await g.barrier();
   }
+  for (const b of held) g.releaseBuffer(b);
   return errs;
 }
 
 export async function allCollectives(world: World): Promise<Errors> {
   return sweep(world.group, 'world', 0);
+}
+
+/** The same sweep with every buffer from allocBuffer, run twice (the second reuses released memory). */
+export async function allCollectivesShared(world: World): Promise<Errors> {
+  const errs = await sweep(world.group, 'world shared', 0, true);
+  return errs.concat(await sweep(world.group, 'world shared again', 50, true));
+}
+
+/**
+ * A send buffer from allocBuffer is overwritten the moment each call settles: peers must have read
+ * it by then. Rank r's send sizes vary so copies finish at different times on different ranks.
+ */
+export async function overwriteAfterSettle(world: World): Promise<Errors> {
+  const errs: Errors = [];
+  const g = world.group;
+  const P = g.size;
+  const n = 1 << 18;
+  const send = g.allocBuffer('float32', n);
+  const recv = g.allocBuffer('float32', n);
+  const gathered = new Float32Array(n * P);
+  const value = (rank: number, it: number, i: number) => ((rank * 131 + it * 7 + i) % 1021) - 510;
+  for (let it = 0; it < 12; it++) {
+    for (let i = 0; i < n; i++) send[i] = value(g.rank, it, i);
+    if (it % 2 === 0) {
+      await g.sendRecv(send, (g.rank + 1) % P, recv, (g.rank - 1 + P) % P);
+      send.fill(NaN);
+      const from = (g.rank - 1 + P) % P;
+      for (let i = 0; i < n; i += 97) if (recv[i] !== value(from, it, i)) errs.push(`it ${it}: recv[${i}] = ${recv[i]}, expected ${value(from, it, i)}`);
+    } else {
+      await g.allGather(gathered, send);
+      send.fill(NaN);
+      for (let k = 0; k < P; k++) for (let i = 0; i < n; i += 97) if (gathered[k * n + i] !== value(k, it, i)) errs.push(`it ${it}: gathered[${k}][${i}] wrong`);
+    }
+  }
+  g.releaseBuffer(send);
+  g.releaseBuffer(recv);
+  return errs.slice(0, 5);
 }
 
 /** reduceScatter then allGather == allReduce; allToAll twice is the identity (chunk sense). */

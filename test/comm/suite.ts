@@ -20,6 +20,17 @@ export function commSuite(transport: 'inproc' | 'threads'): void {
         assert.deepEqual(errs.flat().slice(0, 10), []);
       });
     }
+    for (const P of [1, 2, 3, 4, 8]) {
+      it(`every collective with buffers from allocBuffer (zero-copy path) (P=${P})`, async () => {
+        const errs = await run<string[]>(P, 'allCollectivesShared');
+        assert.deepEqual(errs.flat().slice(0, 10), []);
+      });
+    }
+    for (const P of [2, 4]) {
+      it(`a send buffer from allocBuffer may be overwritten as soon as the call settles (P=${P})`, async () => {
+        assert.deepEqual((await run<string[]>(P, 'overwriteAfterSettle')).flat(), []);
+      });
+    }
     for (const P of [1, 3, 4]) {
       it(`reduceScatter∘allGather == allReduce; allToAll twice is the identity (P=${P})`, async () => {
         assert.deepEqual((await run<string[]>(P, 'properties')).flat(), []);

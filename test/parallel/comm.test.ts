@@ -149,6 +149,8 @@ function delayed(g: ProcessGroup, seed: number): ProcessGroup {
     broadcast: (b: CommBuf, root: number) => issue(() => g.broadcast(b, root)),
     sendRecv: (s: CommBuf, dst: number, r: CommBuf, src: number) => issue(() => g.sendRecv(s, dst, r, src)),
     barrier: () => issue(() => g.barrier()),
+    allocBuffer: (dtype, n) => g.allocBuffer(dtype, n),
+    releaseBuffer: (b: CommBuf) => g.releaseBuffer(b),
   };
 }
 

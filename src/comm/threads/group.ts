@@ -5,10 +5,11 @@
  * order (a rank's region is reused by the next call only after every member finished reading).
  * Waiting never blocks the event loop: Atomics.waitAsync on the group's bell.
  */
-import type { AxisName, CommBuf, World } from '../types.js';
+import type { AxisName, CommArrays, CommBuf, CommDtype, World } from '../types.js';
 import { CommAbortError, CommError } from '../errors.js';
-import { accumulate, checkPairs, finishAvg, GroupBase, mismatchMessage, OPS, REDOPS, sameCall, sliceStart, type Call } from '../core.js';
+import { accumulate, checkPairs, COMM_BPE, finishAvg, GroupBase, mismatchMessage, newCommArray, OPS, REDOPS, sameCall, sliceStart, type Call } from '../core.js';
 import { checkGroupRanks } from '../groups.js';
+import { availableParallelism } from 'node:os';
 import { waitAsync } from './compat.js';
 import { align, ArenaAlloc, F, FF, hash32, Layout, MAX_GROUPS } from './shm.js';
 
@@ -23,6 +24,8 @@ export interface ThreadsCtx {
   arenas: readonly SharedArrayBuffer[];
   alloc: ArenaAlloc;
   timeoutMs: number;
+  /** How long waits poll before sleeping (spinMs). */
+  spinMs: number;
 }
 
 type View = Float32Array | Float64Array | Int32Array;
@@ -33,6 +36,28 @@ function view(sab: SharedArrayBuffer, dtype: number, off: number, bytes: number)
   if (dtype === 1) return new Float32Array(sab, off, n);
   if (dtype === 2) return new Float64Array(sab, off, n);
   return new Int32Array(sab, off, n);
+}
+
+/**
+ * How long a waiter polls the bell before sleeping (ms). Waking from Atomics.waitAsync costs
+ * ~10–20 µs (a task on the event loop) and a call waits two or three times, while a peer on its
+ * own core usually rings within microseconds. With more ranks than cores spinning would steal the
+ * peer's core, so it is off; SEQPAR_COMM_SPIN_US overrides.
+ */
+export function spinMs(ranks: number): number {
+  const env = process.env['SEQPAR_COMM_SPIN_US'];
+  if (env !== undefined && env !== '') return Number(env) / 1000;
+  return ranks <= availableParallelism() ? 0.05 : 0;
+}
+
+/** Polls i32[i] for up to `ms` milliseconds; true once it no longer equals `v`. */
+function spinFor(i32: Int32Array, i: number, v: number, ms: number): boolean {
+  if (ms <= 0) return false;
+  const end = performance.now() + ms;
+  do {
+    for (let k = 0; k < 64; k++) if (Atomics.load(i32, i) !== v) return true;
+  } while (performance.now() < end);
+  return false;
 }
 
 export class ThreadsGroup extends GroupBase {
@@ -49,6 +74,18 @@ export class ThreadsGroup extends GroupBase {
     worldRank: number,
   ) {
     super(axis, rank, ranks, worldRank);
+  }
+
+  override allocBuffer<T extends CommDtype>(dtype: T, n: number): CommArrays[T] {
+    const bpe = COMM_BPE[dtype];
+    if (bpe === undefined) return newCommArray(dtype, new ArrayBuffer(0), 0, n); // throws the dtype error
+    const b = newCommArray(dtype, this.ctx.alloc.sab, this.ctx.alloc.alloc(Math.max(0, n) * bpe), n);
+    b.fill(0);
+    return b;
+  }
+
+  override releaseBuffer(b: CommBuf): void {
+    if (b.buffer === this.ctx.alloc.sab) this.ctx.alloc.release(b.byteOffset);
   }
 
   protected execute(c: Call, seq: number): Promise<void> {
@@ -84,6 +121,7 @@ export class ThreadsGroup extends GroupBase {
       if (bad) throw new CommError(bad, this.cur.op, this.cur.seq, this.axis);
       const left = deadline - performance.now();
       if (left <= 0) throw new CommError(timeoutMsg(), this.cur.op, this.cur.seq, this.axis);
+      if (spinFor(i32, bell, b, this.ctx.spinMs)) continue;
       const w = waitAsync(i32, bell, b, Number.isFinite(left) ? left : undefined);
       if (w.async) await w.value;
     }
@@ -135,14 +173,16 @@ export class ThreadsGroup extends GroupBase {
       () => `${at} timed out after ${ctx.timeoutMs} ms waiting for ${this.who(this.members((k) => this.field(k, F.DONE) < s - 1))} to finish #${seq - 1}`,
     );
 
-    // 2. Copy our contribution once into shared memory.
+    // 2. Our contribution in shared memory: where it already is (zero-copy), or copied once.
     const bpe = BPE[c.dtype]!;
     const n = c.bytes / (bpe || 1);
     const redBytes = c.op === 'allReduce' ? (sliceStart(n, P, m + 1) - sliceStart(n, P, m)) * bpe : 0;
     const sends = c.a !== null && !(c.op === 'broadcast' && c.root !== m);
-    const need = sends ? align(c.bytes) + redBytes : redBytes;
-    const off = need > 0 ? ctx.alloc.region(gid, need) : 0;
-    if (sends && c.bytes > 0) {
+    const direct = sends && c.bytes > 0 && this.readableInPlace(c);
+    const need = (sends && !direct ? align(c.bytes) : 0) + redBytes;
+    const region = need > 0 ? ctx.alloc.region(gid, need) : 0;
+    const off = direct ? c.a!.byteOffset : region;
+    if (sends && !direct && c.bytes > 0) {
       const mine = view(ctx.alloc.sab, c.dtype, off, c.bytes);
       if (c.op === 'allToAll' && P > 1) {
         // Our own chunk never leaves this rank: copied straight into out below.
@@ -165,7 +205,7 @@ export class ThreadsGroup extends GroupBase {
     f64[layout.f(gid, m, FF.BYTES)] = c.bytes;
     f64[layout.f(gid, m, FF.RECV)] = c.src >= 0 && c.b ? c.b.byteLength : 0;
     f64[layout.f(gid, m, FF.OFF)] = off;
-    f64[layout.f(gid, m, FF.OFF2)] = off + (sends ? align(c.bytes) : 0);
+    f64[layout.f(gid, m, FF.OFF2)] = region + (sends && !direct ? align(c.bytes) : 0);
     Atomics.store(i32, fi(F.PUB), s);
     this.ring();
 
@@ -203,6 +243,31 @@ export class ThreadsGroup extends GroupBase {
 
     Atomics.store(i32, fi(F.DONE), s);
     this.ring();
+
+    // 6. Peers read our buffer itself: the caller may overwrite it only once they all have.
+    if (direct) {
+      const readers = c.op === 'sendRecv' ? [c.dst] : this.members((k) => k !== m);
+      const reading = () => readers.filter((k) => this.field(k, F.DONE) < s);
+      await this.until(
+        () => reading().length === 0,
+        () => null,
+        () => `${at} timed out after ${ctx.timeoutMs} ms waiting for ${this.who(reading())} to read this rank's buffer`,
+      );
+    }
+  }
+
+  /**
+   * Can peers read the send buffer where it is? It must live in our arena, and (except allReduce,
+   * whose slices are only rewritten after every rank has reduced, and broadcast, whose root only
+   * reads) must not overlap what this rank writes while peers may still read it.
+   */
+  private readableInPlace(c: Call): boolean {
+    const a = c.a!;
+    if (a.buffer !== this.ctx.alloc.sab) return false;
+    if (c.op === 'allReduce' || c.op === 'broadcast' || c.b === null) return true;
+    const b = c.b;
+    if (b.buffer !== a.buffer) return true;
+    return b.byteOffset + b.byteLength <= a.byteOffset || a.byteOffset + a.byteLength <= b.byteOffset;
   }
 
   private async move(c: Call, s: number, n: number, at: string): Promise<void> {

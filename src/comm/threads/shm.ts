@@ -12,7 +12,8 @@
  * (0 = none); EXIT[r] = 1 once rank r's fn returned.
  *
  * Data: one growable SAB ("arena") per rank, written only by its owner, read by everyone. Each
- * group gets a region of it that is re-allocated (bump pointer) when a call needs more.
+ * group gets a staging region of it, re-allocated when a call needs more; the rank's code may also
+ * allocate its own buffers there (allocBuffer), which peers then read without a staging copy.
  */
 import { growableSab, growSab } from './compat.js';
 
@@ -74,24 +75,84 @@ export function align(n: number): number {
   return Math.ceil(n / ALIGN) * ALIGN;
 }
 
-/** Owner-side bump allocator over one rank's arena: one region per group, grown when needed. */
+/**
+ * Owner-side allocator over one rank's arena: first-fit over a free list (adjacent free blocks
+ * coalesce), bump-allocating (and growing the SAB) at the end. Two kinds of users: each group's
+ * staging region (re-allocated when a call needs more), and buffers handed to the rank's code
+ * (`ProcessGroup.allocBuffer`), which peers can then read directly — the zero-copy path.
+ */
 export class ArenaAlloc {
   private used = 0;
+  /** Free blocks below `used`, sorted by offset. */
+  private readonly free: { off: number; size: number }[] = [];
+  private readonly sizes = new Map<number, number>();
   private readonly regions = new Map<number, { off: number; cap: number }>();
 
   constructor(readonly sab: SharedArrayBuffer) {}
 
-  /** Offset of a region of at least `need` bytes for group g (contents not preserved on growth). */
-  region(g: number, need: number): number {
-    const r = this.regions.get(g);
-    if (r && r.cap >= need) return r.off;
-    // Grow by at least 1.5× so a slowly growing message size does not leak one region per call.
-    const cap = align(Math.max(need, r ? Math.floor(r.cap * 1.5) : 0, ALIGN));
-    const off = align(this.used);
-    const end = off + cap;
+  /** Bytes currently handed out (regions and buffers). */
+  get liveBytes(): number {
+    let n = 0;
+    for (const s of this.sizes.values()) n += s;
+    return n;
+  }
+
+  /** Offset of `bytes` (rounded up to 64) of arena memory, contents undefined. */
+  alloc(bytes: number): number {
+    const size = align(Math.max(bytes, 1));
+    for (let i = 0; i < this.free.length; i++) {
+      const f = this.free[i]!;
+      if (f.size < size) continue;
+      const off = f.off;
+      if (f.size === size) this.free.splice(i, 1);
+      else this.free[i] = { off: off + size, size: f.size - size };
+      this.sizes.set(off, size);
+      return off;
+    }
+    const off = this.used;
+    const end = off + size;
     if (end > ARENA_MAX_BYTES) throw new RangeError(`threads transport: a rank's shared arena would exceed ${ARENA_MAX_BYTES} bytes (needs ${end})`);
     if (end > this.sab.byteLength) growSab(this.sab, Math.min(ARENA_MAX_BYTES, Math.max(end, Math.min(2 * this.sab.byteLength, end + (64 << 20)))));
     this.used = end;
+    this.sizes.set(off, size);
+    return off;
+  }
+
+  /** Returns a block from `alloc` to the free list. */
+  release(off: number): void {
+    const size = this.sizes.get(off);
+    if (size === undefined) throw new Error(`threads transport: arena offset ${off} is not an allocated block`);
+    this.sizes.delete(off);
+    let i = 0;
+    while (i < this.free.length && this.free[i]!.off < off) i++;
+    this.free.splice(i, 0, { off, size });
+    // Coalesce with the next, then the previous block; a free tail goes back to the bump pointer.
+    const cur = this.free[i]!;
+    const next = this.free[i + 1];
+    if (next && cur.off + cur.size === next.off) {
+      cur.size += next.size;
+      this.free.splice(i + 1, 1);
+    }
+    const prev = this.free[i - 1];
+    if (prev && prev.off + prev.size === cur.off) {
+      prev.size += cur.size;
+      this.free.splice(i, 1);
+    }
+    const last = this.free[this.free.length - 1];
+    if (last && last.off + last.size === this.used) {
+      this.used = last.off;
+      this.free.pop();
+    }
+  }
+
+  /** Offset of a staging region of at least `need` bytes for group g (contents not preserved on growth). */
+  region(g: number, need: number): number {
+    const r = this.regions.get(g);
+    if (r && r.cap >= need) return r.off;
+    // Grow by at least 1.5× so a slowly growing message size does not re-allocate on every call.
+    const cap = align(Math.max(need, r ? Math.floor(r.cap * 1.5) : 0, ALIGN));
+    if (r) this.release(r.off);
+    const off = this.alloc(cap);
     this.regions.set(g, { off, cap });
     return off;
   }

@@ -6,7 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { errorInfo } from '../errors.js';
 import { loadEntry } from '../entry.js';
-import { announceExit, ThreadsWorld, type ThreadsCtx } from './group.js';
+import { announceExit, spinMs, ThreadsWorld, type ThreadsCtx } from './group.js';
 import { ArenaAlloc, Layout } from './shm.js';
 import type { RunMsg, ReplyMsg } from './launcher.js';
 
@@ -16,7 +16,7 @@ const port = parentPort!;
 async function run(msg: RunMsg): Promise<ReplyMsg> {
   const layout = new Layout(msg.size);
   const { i32, f64 } = layout.views(msg.ctl);
-  const ctx: ThreadsCtx = { rank, size: msg.size, layout, i32, f64, arenas: msg.arenas, alloc: new ArenaAlloc(msg.arenas[rank]!), timeoutMs: msg.timeoutMs };
+  const ctx: ThreadsCtx = { rank, size: msg.size, layout, i32, f64, arenas: msg.arenas, alloc: new ArenaAlloc(msg.arenas[rank]!), timeoutMs: msg.timeoutMs, spinMs: spinMs(msg.size) };
   try {
     const fn = await loadEntry<unknown>({ module: msg.module, fn: msg.fn });
     const value = await fn(new ThreadsWorld(ctx), msg.args);
