@@ -28,6 +28,8 @@ export interface SpStepArgs {
   ulysses: number;
   N: number;
   reps: number;
+  /** Untimed steps before the timed ones (0: the first step is timed, for sizes where a step takes minutes). */
+  warmup: number;
   backend: 'auto' | 'js' | 'native';
 }
 
@@ -67,12 +69,14 @@ export async function spStepEntry(world: World, a: SpStepArgs): Promise<SpStepRe
     opt.update(kernels, model.params, model.grads, 1e-4);
     return loss[0]! / a.N;
   };
-  const firstLoss = await step();
+  let firstLoss = a.warmup > 0 ? await step() : NaN;
+  for (let i = 1; i < a.warmup; i++) await step();
   const stepSecs: number[] = [];
   for (let i = 0; i < a.reps; i++) {
     await world.group.barrier();
     const t0 = performance.now();
-    await step();
+    const loss = await step();
+    if (Number.isNaN(firstLoss)) firstLoss = loss;
     const t = new Float64Array([(performance.now() - t0) / 1000]);
     if (world.size > 1) await world.group.allReduce(t, 'max');
     stepSecs.push(t[0]!);
@@ -80,7 +84,7 @@ export async function spStepEntry(world: World, a: SpStepArgs): Promise<SpStepRe
   const commBytes: Record<string, number> = {};
   for (const ax of ['sp', 'ulysses', 'ring'] as const) {
     const g = mesh.group(ax);
-    if (g.size > 1 && (ax === 'sp' ? a.scheme !== 'hybrid' : a.scheme === 'hybrid')) commBytes[ax] = g.log.totalBytes() / (a.reps + 1);
+    if (g.size > 1 && (ax === 'sp' ? a.scheme !== 'hybrid' : a.scheme === 'hybrid')) commBytes[ax] = g.log.totalBytes() / (a.reps + a.warmup);
   }
   return { rank: world.rank, firstLoss, stepSecs, peakBytes: arena.stats().peakBytes, scratchBytes: attn.scratch.peakBytes, commBytes, backend: kernels.name };
 }
@@ -90,6 +94,8 @@ export interface SpTrainBenchOptions {
   Ps?: number[];
   schemes?: { scheme: SchemeName; ulysses?: number }[];
   reps?: number;
+  /** Untimed steps per case (default 1; 0 times the first step). */
+  warmup?: number;
   backend?: 'auto' | 'js' | 'native';
   smoke?: boolean;
   /** Skip RSA (a pure-TypeScript, materialised-score baseline) when its scores would exceed this many bytes per rank (default 70 MiB). */
@@ -97,7 +103,7 @@ export interface SpTrainBenchOptions {
   log?: (s: string) => void;
 }
 
-const ALL: { scheme: SchemeName; ulysses?: number }[] = [
+export const SP_BENCH_SCHEMES: { scheme: SchemeName; ulysses?: number }[] = [
   { scheme: 'ulysses' }, { scheme: 'ring' }, { scheme: 'zigzag' }, { scheme: 'stripe' }, { scheme: 'allgather' }, { scheme: 'rsa' }, { scheme: 'hybrid', ulysses: 2 },
 ];
 
@@ -106,25 +112,26 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
   const Ns = o.smoke ? [64] : (o.Ns ?? [4096, 16384]);
   const Ps = o.smoke ? [2] : (o.Ps ?? [2, 4]);
   const reps = o.smoke ? 1 : (o.reps ?? 2);
+  const warmup = o.smoke ? 1 : (o.warmup ?? 1);
   const backend = o.backend ?? 'auto';
   const entry = (args: SpStepArgs) => ({ module: new URL(import.meta.url), fn: 'spStepEntry', args });
   const rows: Record<string, unknown>[] = [];
   for (const N of Ns) {
-    const [base] = await runRanks<SpStepResult>(1, entry({ scheme: 'local', sp: 1, ulysses: 1, N, reps, backend }), { transport: 'inproc', timeoutMs: 0 });
+    const [base] = await runRanks<SpStepResult>(1, entry({ scheme: 'local', sp: 1, ulysses: 1, N, reps, warmup, backend }), { transport: 'inproc', timeoutMs: 0 });
     const baseSec = median(base!.stepSecs);
     log(`N=${N} one rank: ${baseSec.toFixed(3)} s/step, peak ${(base!.peakBytes / 2 ** 20).toFixed(1)} MiB (${base!.backend})`);
-    const baseRow = { bench: 'sp-train', scheme: 'local', N, P: 1, stepSec: baseSec, tokensPerSec: N / baseSec, speedup: 1, peakBytes: base!.peakBytes, scratchBytes: base!.scratchBytes, backend: base!.backend, smoke: !!o.smoke };
+    const baseRow = { bench: 'sp-train', scheme: 'local', N, P: 1, reps, warmup, stepSec: baseSec, tokensPerSec: N / baseSec, speedup: 1, peakBytes: base!.peakBytes, scratchBytes: base!.scratchBytes, backend: base!.backend, smoke: !!o.smoke };
     rows.push(baseRow);
     if (!o.smoke) appendResult('sp-train', baseRow);
     for (const P of Ps) {
-      for (const s of o.schemes ?? ALL) {
+      for (const s of o.schemes ?? SP_BENCH_SCHEMES) {
         const u = s.scheme === 'hybrid' ? (s.ulysses ?? 2) : 1;
         if (s.scheme === 'hybrid' && P / u < 2) continue;
         if (s.scheme === 'rsa' && 2 * 8 * (N / P) * N * 4 > (o.rsaMaxScoreBytes ?? 70 * 2 ** 20)) {
           log(`  ${s.scheme} P=${P}: skipped (materialised scores exceed the budget)`);
           continue;
         }
-        const res = await runRanks<SpStepResult>(P, entry({ scheme: s.scheme, sp: P, ulysses: u, N, reps, backend }), { transport: 'threads', timeoutMs: 0 });
+        const res = await runRanks<SpStepResult>(P, entry({ scheme: s.scheme, sp: P, ulysses: u, N, reps, warmup, backend }), { transport: 'threads', timeoutMs: 0 });
         const rel = Math.abs(res[0]!.firstLoss - base!.firstLoss) / Math.abs(base!.firstLoss);
         if (!(rel < 1e-4)) throw new Error(`sp bench check: ${s.scheme} P=${P} N=${N} first loss ${res[0]!.firstLoss} != single-rank ${base!.firstLoss}`);
         const sec = median(res[0]!.stepSecs);
@@ -136,7 +143,7 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
         const dims = { B: 1, S: N, T: N / P, H: REFERENCE_MODEL.heads, G: REFERENCE_MODEL.kvHeads, D: REFERENCE_MODEL.width / REFERENCE_MODEL.heads, causal: true, scale: 1 };
         const predicted = cost(s.scheme, dims, P, { ulysses: u }).commBytes;
         const row = {
-          bench: 'sp-train', scheme: s.scheme, ulysses: u > 1 ? u : undefined, N, P, stepSec: sec, allStepSec: res[0]!.stepSecs, tokensPerSec: N / sec,
+          bench: 'sp-train', scheme: s.scheme, ulysses: u > 1 ? u : undefined, N, P, reps, warmup, stepSec: sec, allStepSec: res[0]!.stepSecs, tokensPerSec: N / sec,
           speedup: baseSec / sec, peakBytes: peak, baselinePeakBytes: base!.peakBytes + base!.scratchBytes,
           commBytesPerRankPerStep: comm, predictedAttnCommBytesPerLayer: predicted, layers: REFERENCE_MODEL.layers,
           firstLossRelErr: rel, backend: res[0]!.backend, cores: cpus().length, smoke: !!o.smoke,

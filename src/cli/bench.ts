@@ -13,9 +13,10 @@ Themes
   step [--backend js|native] [--n 1024,4096]
                           the reference model's training step on one rank
   comm                    collective bandwidth on 2 worker threads vs memcpy, 1/16/64 MB
-  sp [--n 4096,16384] [--p 2,4]
+  sp [--n 4096,16384] [--p 2,4] [--schemes ulysses,zigzag,...] [--reps 2] [--warmup 1]
                           training step of the reference model on one sequence split over P ranks,
                           per scheme, vs one rank on one core: speedup, memory, comm bytes
+                          (--warmup 0 times the first step: for N = 64K, where a step takes minutes)
   sp-attn [--n 4096,16384] [--p 2,4]
                           the attention layer alone (forward + backward) per scheme
 `;
@@ -36,7 +37,7 @@ function intList(argv: string[], name: string): number[] | undefined {
   return xs;
 }
 
-const KNOWN = new Set(['--smoke', '--threads', '--backend', '--n', '--p', '--help']);
+const KNOWN = new Set(['--smoke', '--threads', '--backend', '--n', '--p', '--schemes', '--reps', '--warmup', '--help']);
 
 export async function runBenchCommand(argv: string[]): Promise<number> {
   const [theme, ...rest] = argv;
@@ -84,12 +85,19 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
       case 'comm': {
         const { runCommBench } = await import('../../bench/comm/collectives.js');
         const res = await runCommBench(smoke ? { sizesMB: [1], warmup: 0, iters: 1, outFile: null } : {});
-        for (const r of res) log(`${r.op.padEnd(14)} ${(r.bytes / 2 ** 20).toFixed(0).padStart(3)} MB  ${r.algGBps.toFixed(2).padStart(6)} GB/s  memcpy ${r.memcpyGBps.toFixed(2).padStart(6)} GB/s  ratio ${r.ratioToMemcpy.toFixed(2)}`);
+        for (const r of res) log(`${r.op.padEnd(14)} ${r.buffers.padEnd(8)} ${(r.bytes / 2 ** 20).toFixed(0).padStart(3)} MB  ${r.algGBps.toFixed(2).padStart(6)} GB/s  memcpy ${r.memcpyGBps.toFixed(2).padStart(6)} GB/s  ratio ${r.ratioToMemcpy.toFixed(2)}`);
         return 0;
       }
       case 'sp': {
-        const { runSpTrainBench } = await import('../../bench/e2e/sp-train.js');
-        await runSpTrainBench({ smoke, Ns: intList(rest, '--n'), Ps: intList(rest, '--p'), log });
+        const { runSpTrainBench, SP_BENCH_SCHEMES } = await import('../../bench/e2e/sp-train.js');
+        const names = flagValue(rest, '--schemes')?.split(',');
+        const known = new Set<string>(SP_BENCH_SCHEMES.map((x) => x.scheme));
+        const bad = names?.find((x) => !known.has(x));
+        if (bad !== undefined) throw new UsageError(`--schemes: unknown scheme '${bad}' (one of ${[...known].join(', ')})`);
+        const schemes = names ? SP_BENCH_SCHEMES.filter((x) => names.includes(x.scheme)) : undefined;
+        const warmup = flagValue(rest, '--warmup');
+        if (warmup !== undefined && warmup !== '0' && warmup !== '1') throw new UsageError(`--warmup ${warmup}: must be 0 or 1`);
+        await runSpTrainBench({ smoke, Ns: intList(rest, '--n'), Ps: intList(rest, '--p'), schemes, reps: intList(rest, '--reps')?.[0], warmup: warmup === undefined ? undefined : Number(warmup), log });
         return 0;
       }
       case 'sp-attn': {
