@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <string>
+#include <vector>
 
 #include <napi.h>
 
@@ -161,18 +162,27 @@ Napi::Value EmbeddingBackward(const Info& info) {
   for (int64_t n = 0; n < N; n++) T()->axpy(dw + (int64_t)tok[n] * C, d + n * C, C, 1.0f);
   return info.Env().Undefined();
 }
-// rope(out, x, pos, B, T, H, D, base, backward): forward out = R x; backward out += R^T x
-Napi::Value Rope(const Info& info) {
-  const int64_t B = I(info, 3, "B"), Tn = I(info, 4, "T"), H = I(info, 5, "H"), D = I(info, 6, "D");
-  const double base = Num(info, 7, "base");
-  const bool backward = info[8].ToBoolean();
-  if (D % 2) range_error(info, "rope: D must be even, got " + std::to_string(D));
-  const int64_t n = B * Tn * H * D, h2 = D / 2;
-  float* out = F(info, 0, n, backward ? "dx" : "out");
-  const float* x = F(info, 1, n, backward ? "dOut" : "x");
-  const int32_t* pos = I32(info, 2, Tn, "pos");
+// cos/sin table of rope, [2][T][D/2], for the last (positions, D, base) seen on this JS thread.
+// Every rope call of a step (q and k of each layer, forward and backward) has the same positions,
+// and the float64 trig (T*D/2 cos and sin) was most of a call's time.
+struct RopeTable {
+  std::vector<int32_t> pos;
+  int64_t D = 0;
+  double base = 0;
+  std::vector<float> cs;
+};
+thread_local RopeTable tl_rope;
+const float* rope_table(const int32_t* pos, int64_t Tn, int64_t D, double base) {
+  RopeTable& r = tl_rope;
+  const int64_t h2 = D / 2;
+  if (r.D == D && r.base == base && (int64_t)r.pos.size() == Tn && memcmp(r.pos.data(), pos, sizeof(int32_t) * Tn) == 0)
+    return r.cs.data();
+  r.pos.assign(pos, pos + Tn);
+  r.D = D;
+  r.base = base;
+  r.cs.resize((size_t)(2 * Tn * h2 + 1));
+  float* cs = r.cs.data();
   // angles in float64 (positions reach 1e5+, float32 angles would be off by whole radians)
-  float* cs = sp_scratch(4, (size_t)(2 * Tn * h2 + 1));
   for (int64_t j = 0; j < h2; j++) {
     const double f = pow(base, -2.0 * (double)j / (double)D);
     for (int64_t t = 0; t < Tn; t++) {
@@ -181,7 +191,19 @@ Napi::Value Rope(const Info& info) {
       cs[(Tn + t) * h2 + j] = (float)sin(ang);
     }
   }
-  T()->rope(out, x, cs, B, Tn, H, D, backward ? -1.0f : 1.0f, backward);
+  return cs;
+}
+// rope(out, x, pos, B, T, H, D, base, backward): forward out = R x; backward out += R^T x
+Napi::Value Rope(const Info& info) {
+  const int64_t B = I(info, 3, "B"), Tn = I(info, 4, "T"), H = I(info, 5, "H"), D = I(info, 6, "D");
+  const double base = Num(info, 7, "base");
+  const bool backward = info[8].ToBoolean();
+  if (D % 2) range_error(info, "rope: D must be even, got " + std::to_string(D));
+  const int64_t n = B * Tn * H * D;
+  float* out = F(info, 0, n, backward ? "dx" : "out");
+  const float* x = F(info, 1, n, backward ? "dOut" : "x");
+  const int32_t* pos = I32(info, 2, Tn, "pos");
+  T()->rope(out, x, rope_table(pos, Tn, D, base), B, Tn, H, D, backward ? -1.0f : 1.0f, backward);
   return info.Env().Undefined();
 }
 // crossEntropyForward(losses, lse, logits, targets, N, V, ignore) -> counted rows
@@ -238,6 +260,7 @@ Napi::Value Axpy(const Info& info) {
 // attention and control functions live in addon_attn.cc
 void init_attn(Napi::Env env, Napi::Object exports);
 const KernelTable* sp_current_table() { return T(); }
+void sp_release_rope_table() { tl_rope = RopeTable(); }
 void sp_set_table(const KernelTable* t) { tl_table = t; }
 bool sp_isa_supported(const std::string& name) {
   __builtin_cpu_init();

@@ -12,6 +12,7 @@
 const KernelTable* sp_current_table();
 void sp_set_table(const KernelTable* t);
 bool sp_isa_supported(const std::string& name);
+void sp_release_rope_table();
 
 namespace {
 
@@ -152,6 +153,7 @@ Napi::Value FmaPeak(const Info& info) {
 Napi::Value CpuSeconds(const Info& info) { return Napi::Number::New(info.Env(), sp_cpu_seconds()); }
 Napi::Value ReleaseScratch(const Info& info) {
   sp_release_scratch();
+  sp_release_rope_table();
   return info.Env().Undefined();
 }
 

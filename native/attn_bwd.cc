@@ -37,11 +37,16 @@ static inline void sdp_tile(int64_t D, const float* __restrict Q, const float* _
                             const float* __restrict KT, const float* __restrict VT, float* __restrict S,
                             float* __restrict dP, const float* nl, const float* dl, const float* kpf,
                             const float* lo, const float* hi) {
+  // dP starts at -dl: dP - dl comes out of the loop directly. (S does not start at nl: with a large
+  // |lse| every step would round at that magnitude instead of once.)
   vf s[MR][NV], p[MR][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) s[r][j] = p[r][j] = vzero();
+    for (int j = 0; j < NV; j++) {
+      s[r][j] = vzero();
+      p[r][j] = vset1(-dl[r]);
+    }
 #pragma GCC unroll 2
   for (int64_t k = 0; k < D; k++) {
     vf b[NV];
@@ -65,7 +70,7 @@ static inline void sdp_tile(int64_t D, const float* __restrict Q, const float* _
   const vf ninf = vset1(kNegInf);
 #pragma GCC unroll 8
   for (int r = 0; r < MR; r++) {
-    const vf vn = vset1(nl[r]), vd = vset1(dl[r]);
+    const vf vn = vset1(nl[r]);
 #pragma GCC unroll 4
     for (int j = 0; j < NV; j++) {
       vf x = vadd(s[r][j], vn);
@@ -73,9 +78,10 @@ static inline void sdp_tile(int64_t D, const float* __restrict Q, const float* _
         const vf kp = vload(kpf + j * W);
         x = vsel(mand(vge(kp, vset1(lo[r])), vle(kp, vset1(hi[r]))), x, ninf);
       }
-      const vf pr = vexp2_p<true>(x);  // lse = -inf row or masked -> exactly 0
+      // x <= ~0 (lse >= every score of its row); lse = -inf row or masked -> exactly 0
+      const vf pr = vexp2_p<false>(x);
       vstore(S + r * BC + j * W, pr);
-      vstore(dP + r * BC + j * W, vmul(pr, vsub(p[r][j], vd)));
+      vstore(dP + r * BC + j * W, vmul(pr, p[r][j]));
     }
   }
 }

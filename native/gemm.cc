@@ -1,6 +1,7 @@
 // Blocked, packed SGEMM (BLIS loop order) and the matmul forward/backward built on it.
-//   short k: pack all of B into NR-wide panels once; jc (NC columns of C) -> ic (MC rows) -> pc
-//   (KC of k; pack A block MCxKC into MR-tall panels) -> jr (NR) -> ir (MR) -> tile.
+//   short k: pack all of B into NR-wide panels once; jc (NCS columns of C) -> ic (MCS rows) -> pc
+//   (KCS of k; pack A block MCSxKCS into MR-tall panels, or use row-major A as is) -> jr (NR) ->
+//   ir (MR) -> tile.
 //   long k: jc -> pc (pack B block KCxNC) -> ic (pack A block) -> jr -> ir -> tile (BLIS order).
 // Packing zero-pads partial panels so the micro-kernel always runs full MRxNR; partial C tiles go
 // through a small buffer. Transposes are just strides, which is all backward needs.
@@ -12,25 +13,71 @@ namespace SP_NS {
 constexpr int MR = kMR;
 constexpr int NV = (W == 1) ? 2 : 2;
 constexpr int NR = NV * W;
-constexpr int64_t KC = 256;                  // B panel KC x NR: 16 KiB (AVX2) / 32 KiB (AVX-512): L1
-constexpr int64_t MC = MR * (W == 1 ? 16 : 24);  // A block MC x KC: 144 x 256 x 4 = 144 KiB: L2
-constexpr int64_t NC = 512;                  // C block MC x NC: 288 KiB (AVX2): L2
+// Blocking of the long-k path (k > KLONG: dW = dOut^T x over many tokens). B block KC x NC: 512 KiB.
+#ifndef SP_KC_LONG
+#define SP_KC_LONG 256
+#endif
+#ifndef SP_MC_LONG
+#define SP_MC_LONG 24
+#endif
+#ifndef SP_NC_LONG
+#define SP_NC_LONG 512
+#endif
+constexpr int64_t KC = SP_KC_LONG;                        // B panel KC x NR: 16 KiB (AVX2): L1
+constexpr int64_t MC = MR * (W == 1 ? 16 : SP_MC_LONG);   // A block 144 x 256 x 4 = 144 KiB: L2
+constexpr int64_t NC = SP_NC_LONG;
+// Blocking of the short-k path (forward and dx: k = width or FFN size). Few rows per block so that
+// the A block (48 x 512 x 4 = 96 KiB) and the C block it updates stay in L2 next to the streamed B
+// (measured on Zen 3 at N=4096, k = 256..1024: 2-6 % faster than the long-k blocking).
+#ifndef SP_KC_SHORT
+#define SP_KC_SHORT 512
+#endif
+#ifndef SP_MC_SHORT
+#define SP_MC_SHORT 8
+#endif
+constexpr int64_t KCS = SP_KC_SHORT;
+constexpr int64_t MCS = MR * (W == 1 ? 16 : SP_MC_SHORT);
+constexpr int64_t NCS = 512;
 constexpr int64_t KLONG = 2048;
 #ifndef SP_DIRECT_A
 #define SP_DIRECT_A 1
 #endif
+// Short-k path with k <= KCS: A is also used unpacked when C has at most this many columns
+// (16384 x 64 x 64: packing A cost about as much as the product it feeds; 92 % instead of 75 %).
+#ifndef SP_DIRECT_NC
+#define SP_DIRECT_NC 128
+#endif
 constexpr bool DIRECT_A = SP_DIRECT_A;              // above: B block kept in L2 instead of C block
+
+// Rows of a packed panel copied together: a few source rows (consecutive k) are read for every
+// panel before moving on, so each source row is read sequentially instead of one 24/64-byte
+// piece per page (the source rows are 1-16 KiB apart: DRAM page and TLB misses otherwise).
+constexpr int64_t kPackRows = 8;
+
+// dst[panel][k][P] <- src[k*ks + panel*P .. + P) for the `panels` full panels of P contiguous
+// floats per k (column-major A, row-major B).
+template <int P>
+static void pack_contig(float* dst, const float* src, int64_t ks, int64_t panels, int64_t kc) {
+  for (int64_t k0 = 0; k0 < kc; k0 += kPackRows) {
+    const int64_t k1 = imin(kc, k0 + kPackRows);
+    for (int64_t p = 0; p < panels; p++) {
+      float* d = dst + p * P * kc;
+      for (int64_t k = k0; k < k1; k++) memcpy(d + k * P, src + k * ks + p * P, sizeof(float) * P);
+    }
+  }
+}
 
 // dst[panel][k][MR] <- A(i0 + panel*MR + r, p0 + k), zero rows past mc.
 static void packA(float* dst, const GemmArgs& g, int64_t i0, int64_t mc, int64_t p0, int64_t kc) {
-  for (int64_t ip = 0; ip < mc; ip += MR) {
+  int64_t ip = 0;
+  if (g.ars == 1) {  // column-major A (dW = dOut^T x): MR contiguous floats per k
+    ip = mc / MR * MR;
+    pack_contig<MR>(dst, g.A + i0 + p0 * g.acs, g.acs, ip / MR, kc);
+  }
+  for (; ip < mc; ip += MR) {
     const int64_t rows = imin(MR, mc - ip);
     float* d = dst + ip * kc;
     const float* src = g.A + (i0 + ip) * g.ars + p0 * g.acs;
-    if (rows == MR && g.ars == 1) {  // column-major A (dW = dOut^T x): MR contiguous floats per k
-      for (int64_t k = 0; k < kc; k++) memcpy(d + k * MR, src + k * g.acs, sizeof(float) * MR);
-      continue;
-    }
     if (g.acs == 1) {  // row-major A (forward x, dx's dOut): read each row sequentially
       for (int64_t r = 0; r < rows; r++) {
         const float* s = src + r * g.ars;
@@ -49,14 +96,15 @@ static void packA(float* dst, const GemmArgs& g, int64_t i0, int64_t mc, int64_t
 
 // dst[panel][k][NR] <- B(p0 + k, j0 + panel*NR + c), zero columns past nc.
 static void packB(float* dst, const GemmArgs& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc) {
-  for (int64_t jp = 0; jp < nc; jp += NR) {
+  int64_t jp = 0;
+  if (g.bcs == 1) {  // row-major B: NR contiguous floats per k
+    jp = nc / NR * NR;
+    pack_contig<NR>(dst, g.B + p0 * g.brs + j0, g.brs, jp / NR, kc);
+  }
+  for (; jp < nc; jp += NR) {
     const int64_t cols = imin(NR, nc - jp);
     float* d = dst + jp * kc;
     const float* src = g.B + p0 * g.brs + (j0 + jp) * g.bcs;
-    if (cols == NR && g.bcs == 1) {  // row-major B: NR contiguous floats per k
-      for (int64_t k = 0; k < kc; k++) memcpy(d + k * NR, src + k * g.brs, sizeof(float) * NR);
-      continue;
-    }
     if (g.brs == 1) {  // B = W^T in the forward: each weight row is contiguous in k
       for (int64_t c = 0; c < cols; c++) {
         const float* s = src + c * g.bcs;
@@ -100,6 +148,53 @@ static void macro(const GemmArgs& g, const float* bufA, const float* Bb, int64_t
   }
 }
 
+// Long k (dW = dOut^T x over many tokens): BLIS order, the KC x NC block of B stays in L2 for
+// every row block; C is revisited once per KC step.
+static void gemm_long_k(const GemmArgs& g) {
+  float* bufA = sp_scratch(0, (size_t)(MC * KC));
+  float* bufB = sp_scratch(1, (size_t)(KC * round_up(imin(NC, g.n), NR)));
+  for (int64_t jc = 0; jc < g.n; jc += NC) {
+    const int64_t nc = imin(NC, g.n - jc);
+    for (int64_t pc = 0; pc < g.k; pc += KC) {
+      const int64_t kc = imin(KC, g.k - pc);
+      packB(bufB, g, pc, kc, jc, nc);
+      for (int64_t ic = 0; ic < g.m; ic += MC) {
+        const int64_t mc = imin(MC, g.m - ic);
+        packA(bufA, g, ic, mc, pc, kc);
+        macro(g, bufA, bufB, ic, mc, jc, nc, kc, g.accumulate || pc > 0, pc);
+      }
+    }
+  }
+}
+
+// Short k (forward, dx = dOut w): all of B is packed once, as [jc block][pc block][panel][kc][NR];
+// then each MCS x NC block of C sees the whole k range while it stays in L2, so C goes through
+// memory once instead of once per KC step.
+static void gemm_short_k(const GemmArgs& g) {
+  float* bufA = sp_scratch(0, (size_t)(MCS * KCS));
+  const int64_t np = round_up(g.n, NR);
+  const int64_t ncb = g.k <= KCS ? 4 * NCS : NCS;  // one KC step: C is visited once whatever the block
+  float* bufB = sp_scratch(1, (size_t)(g.k * np));
+  for (int64_t jc = 0; jc < g.n; jc += ncb)
+    for (int64_t pc = 0; pc < g.k; pc += KCS)
+      packB(bufB + jc * g.k + pc * imin(ncb, np - jc), g, pc, imin(KCS, g.k - pc), jc, imin(ncb, g.n - jc));
+  for (int64_t jc = 0; jc < g.n; jc += ncb) {
+    const int64_t nc = imin(ncb, g.n - jc);
+    for (int64_t ic = 0; ic < g.m; ic += MCS) {
+      const int64_t mc = imin(MCS, g.m - ic);
+      for (int64_t pc = 0; pc < g.k; pc += KCS) {
+        const int64_t kc = imin(KCS, g.k - pc);
+        // Row-major A over several KC steps, or feeding only a few column panels: no packing
+        // (measured: for k <= KC and many panels packing wins).
+        const bool direct = DIRECT_A && g.acs == 1 && (g.k > KCS || nc <= SP_DIRECT_NC) && mc % MR == 0;
+        if (!direct) packA(bufA, g, ic, mc, pc, kc);
+        macro(g, direct ? nullptr : bufA, bufB + jc * g.k + pc * imin(ncb, np - jc), ic, mc, jc, nc, kc,
+              g.accumulate || pc > 0, pc);
+      }
+    }
+  }
+}
+
 static void gemm1(const GemmArgs& g) {
   if (g.m <= 0 || g.n <= 0) return;
   if (g.k <= 0) {  // empty sum: overwrite with zeros, accumulate adds nothing
@@ -107,48 +202,8 @@ static void gemm1(const GemmArgs& g) {
       for (int64_t i = 0; i < g.m; i++) memset(g.C + i * g.ldc, 0, sizeof(float) * g.n);
     return;
   }
-  float* bufA = sp_scratch(0, (size_t)(MC * KC));
-  if (g.k > KLONG) {
-    // Long k (dW = dOut^T x over many tokens): BLIS order, the KC x NC block of B stays in L2
-    // for every row block; C is revisited once per KC step.
-    float* bufB = sp_scratch(1, (size_t)(KC * round_up(imin(NC, g.n), NR)));
-    for (int64_t jc = 0; jc < g.n; jc += NC) {
-      const int64_t nc = imin(NC, g.n - jc);
-      for (int64_t pc = 0; pc < g.k; pc += KC) {
-        const int64_t kc = imin(KC, g.k - pc);
-        packB(bufB, g, pc, kc, jc, nc);
-        for (int64_t ic = 0; ic < g.m; ic += MC) {
-          const int64_t mc = imin(MC, g.m - ic);
-          packA(bufA, g, ic, mc, pc, kc);
-          macro(g, bufA, bufB, ic, mc, jc, nc, kc, g.accumulate || pc > 0, pc);
-        }
-      }
-    }
-    return;
-  }
-  // Short k (forward, dx = dOut w): all of B is packed once, as [jc block][pc block][panel][kc][NR];
-  // then each MC x NC block of C sees the whole k range while it stays in L2, so C goes through
-  // memory once instead of once per KC step.
-  const int64_t np = round_up(g.n, NR);
-  const int64_t ncb = g.k <= KC ? 4 * NC : NC;  // one KC step: C is visited once whatever the block
-  float* bufB = sp_scratch(1, (size_t)(g.k * np));
-  for (int64_t jc = 0; jc < g.n; jc += ncb)
-    for (int64_t pc = 0; pc < g.k; pc += KC)
-      packB(bufB + jc * g.k + pc * imin(ncb, np - jc), g, pc, imin(KC, g.k - pc), jc, imin(ncb, g.n - jc));
-  for (int64_t jc = 0; jc < g.n; jc += ncb) {
-    const int64_t nc = imin(ncb, g.n - jc);
-    for (int64_t ic = 0; ic < g.m; ic += MC) {
-      const int64_t mc = imin(MC, g.m - ic);
-      for (int64_t pc = 0; pc < g.k; pc += KC) {
-        const int64_t kc = imin(KC, g.k - pc);
-        // Row-major A over several KC steps: no packing (measured: for k <= KC packing wins).
-        const bool direct = DIRECT_A && g.acs == 1 && g.k > KC && mc % MR == 0;
-        if (!direct) packA(bufA, g, ic, mc, pc, kc);
-        macro(g, direct ? nullptr : bufA, bufB + jc * g.k + pc * imin(ncb, np - jc), ic, mc, jc, nc, kc,
-              g.accumulate || pc > 0, pc);
-      }
-    }
-  }
+  if (g.k > KLONG) gemm_long_k(g);
+  else gemm_short_k(g);
 }
 
 // Splits C into sp_threads() row or column stripes (whichever dimension is longer), each a whole
