@@ -255,6 +255,28 @@ Napi::Value Axpy(const Info& info) {
   return info.Env().Undefined();
 }
 
+// dst.set(src) for typed arrays of equal byte length, any element type, any (shared) buffer: V8
+// copies SharedArrayBuffer memory word by word; libc's memmove uses wide and non-temporal stores.
+// Start of a typed array's bytes (works for SharedArrayBuffer views, unlike ArrayBuffer().Data()).
+uint8_t* bytes_of(const Info& info, size_t i, size_t* n) {
+  napi_typedarray_type t;
+  void* data = nullptr;
+  napi_value ab;
+  size_t length = 0, offset = 0;
+  if (napi_get_typedarray_info(info.Env(), info[i], &t, &length, &data, &ab, &offset) != napi_ok) throw Napi::TypeError::New(info.Env(), "copyBytes: not a typed array");
+  *n = info[i].As<Napi::TypedArray>().ByteLength();
+  return static_cast<uint8_t*>(data);
+}
+Napi::Value CopyBytes(const Info& info) {
+  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsTypedArray()) throw Napi::TypeError::New(info.Env(), "copyBytes(dst, src): both must be typed arrays");
+  size_t nd = 0, ns = 0;
+  uint8_t* dp = bytes_of(info, 0, &nd);
+  const uint8_t* sp = bytes_of(info, 1, &ns);
+  if (nd != ns) range_error(info, "copyBytes: dst has " + std::to_string(nd) + " bytes, src " + std::to_string(ns));
+  if (nd > 0) memmove(dp, sp, nd);
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 // attention and control functions live in addon_attn.cc
@@ -288,6 +310,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   SP_EXPORT("sumSquares", SumSquares);
   SP_EXPORT("scale", Scale);
   SP_EXPORT("axpy", Axpy);
+  SP_EXPORT("copyBytes", CopyBytes);
 #undef SP_EXPORT
   init_attn(env, exports);
   return exports;

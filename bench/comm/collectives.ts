@@ -18,6 +18,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isMainThread } from 'node:worker_threads';
 import { runRanks, ThreadsPool } from '../../src/comm/index.js';
 import type { World } from '../../src/comm/types.js';
+import { prepareRankThread } from '../../src/parallel/rank-thread.js';
 import { median, resultsPath } from '../util.js';
 
 export const BENCH_OPS = ['allReduce', 'allGather', 'reduceScatter', 'allToAll', 'sendRecv', 'broadcast'] as const;
@@ -74,6 +75,7 @@ function fill(a: Float32Array, r: number): Float32Array {
 
 /** Runs on every rank: check once, then time. Returns per-iteration seconds, or throws. */
 export async function benchRank(world: World, args: RankArgs): Promise<number[]> {
+  prepareRankThread(world); // pinned, native copies: as in training
   const g = world.group;
   const P = g.size;
   const r = g.rank;

@@ -5,6 +5,7 @@
  * global token order. Inproc by default (all ranks in this thread); 'threads' runs one worker per
  * rank with the js kernels.
  */
+import { prepareRankThread } from './rank-thread.js';
 import type { Buf, DType } from '../tensor/dtype.js';
 import { allocBuf, dtypeOf } from '../tensor/dtype.js';
 import type { Kernels } from '../kernels/types.js';
@@ -133,6 +134,7 @@ async function rankBody(world: World, a: RankArgs, kernels: Kernels): Promise<Ra
 
 /** Entry for the threads transport: every worker runs this with the same args. */
 export async function distributedAttentionRank(world: World, args: unknown): Promise<RankResult> {
+  prepareRankThread(world);
   return rankBody(world, args as RankArgs, jsKernels);
 }
 

@@ -7,7 +7,8 @@ import type { World } from '../comm/types.js';
 import { DeviceMesh } from '../comm/mesh.js';
 import { cpus } from 'node:os';
 import { selectKernels } from '../kernels/index.js';
-import { pinCurrentThread, setNativeThreads } from '../kernels/native/index.js';
+import { setNativeThreads } from '../kernels/native/index.js';
+import { prepareRankThread } from '../parallel/rank-thread.js';
 import { createAttention } from '../parallel/index.js';
 import { loadBrownCorpus, loadFileCorpus } from './data.js';
 import type { TrainOptions } from './options.js';
@@ -36,7 +37,7 @@ export async function trainEntry(world: World, args: RankArgs): Promise<RankResu
   const sel = selectKernels(o.backend);
   const cores = cpus().length;
   // One worker per core when there are enough cores; intra-op threads only for a lone rank.
-  if (world.transport === 'threads' && cores >= world.size) pinCurrentThread(world.rank);
+  prepareRankThread(world);
   setNativeThreads(o.threads > 0 ? o.threads : world.size === 1 ? Math.min(8, cores) : 1);
   if (sel.warning && world.rank === 0 && !o.quiet) process.stderr.write(`seqpar: ${sel.warning}\n`);
   const attn = createAttention(o.spScheme, { sp: mesh.group('sp'), ulysses: mesh.group('ulysses'), ring: mesh.group('ring') }, sel.kernels, { S: o.seqLen });

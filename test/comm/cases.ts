@@ -5,6 +5,8 @@
  */
 import type { CommBuf, ProcessGroup, ReduceOp, World } from '../../src/comm/types.js';
 import { DeviceMesh, type MeshSpec } from '../../src/comm/mesh.js';
+import { setBulkCopy } from '../../src/comm/index.js';
+import { nativeBulkCopy } from '../../src/kernels/native/index.js';
 import { alloc, diff, DTYPE_NAMES, gen, refAllGather, refAllReduce, refAllToAll, refReduceScatter, type DTypeName } from './reference.js';
 
 type Errors = string[];
@@ -122,6 +124,18 @@ export async function allCollectives(world: World): Promise<Errors> {
 export async function allCollectivesShared(world: World): Promise<Errors> {
   const errs = await sweep(world.group, 'world shared', 0, true);
   return errs.concat(await sweep(world.group, 'world shared again', 50, true));
+}
+
+/** overwriteAfterSettle with the native addon's memmove as the transport's bulk copy (1 MB buffers use it). */
+export async function overwriteAfterSettleNativeCopy(world: World): Promise<Errors> {
+  const copy = nativeBulkCopy();
+  if (!copy) return [];
+  setBulkCopy(copy);
+  try {
+    return await overwriteAfterSettle(world);
+  } finally {
+    setBulkCopy(null);
+  }
 }
 
 /**

@@ -30,6 +30,9 @@ export function commSuite(transport: 'inproc' | 'threads'): void {
       it(`a send buffer from allocBuffer may be overwritten as soon as the call settles (P=${P})`, async () => {
         assert.deepEqual((await run<string[]>(P, 'overwriteAfterSettle')).flat(), []);
       });
+      it(`... and with the native memmove as the bulk copy (P=${P})`, async () => {
+        assert.deepEqual((await run<string[]>(P, 'overwriteAfterSettleNativeCopy')).flat(), []);
+      });
     }
     for (const P of [1, 3, 4]) {
       it(`reduceScatter∘allGather == allReduce; allToAll twice is the identity (P=${P})`, async () => {

@@ -10,6 +10,7 @@ import { refMatmul } from '../reference/dense.js';
 import { refAttention, refAttentionBackward } from '../reference/attention.js';
 import { blocks, dims, emptyState, makeInputs, sliceT, standardCases } from './attention-util.js';
 import { close32, guardsIntact, isas, rand32, sharedView, skipReason, use } from './native-util.js';
+import { nativeBulkCopy } from '../../src/kernels/native/index.js';
 
 const MM_SIZES: [number, number, number][] = [
   [1, 1, 1],
@@ -235,3 +236,22 @@ for (const isa of isas) {
     });
   });
 }
+
+describe('native bulk copy (the threads transport memmove)', { skip: skipReason }, () => {
+  it('copies between shared and ordinary views at offsets, bytes exact, guards intact', () => {
+    const copy = nativeBulkCopy()!;
+    const src = sharedView(rand32(1000, 3), 7);
+    const dst = sharedView(new Float32Array(1000), 3);
+    copy(dst, src);
+    assert.deepEqual(Array.from(dst), Array.from(src));
+    assert.ok(guardsIntact(dst, 3), 'wrote outside dst');
+    const f64 = new Float64Array(500);
+    copy(f64, src); // any element types of equal byte length
+    assert.deepEqual(new Float32Array(f64.buffer), src);
+  });
+  it('rejects different byte lengths and non-typed-arrays', () => {
+    const copy = nativeBulkCopy()!;
+    assert.throws(() => copy(new Float32Array(4), new Float32Array(3)), /dst has 16 bytes, src 12/);
+    assert.throws(() => copy(new Float32Array(4), {} as Float32Array), /typed arrays/);
+  });
+});

@@ -11,6 +11,7 @@ import { accumulate, checkPairs, COMM_BPE, finishAvg, GroupBase, mismatchMessage
 import { checkGroupRanks } from '../groups.js';
 import { availableParallelism } from 'node:os';
 import { waitAsync } from './compat.js';
+import { bulkCopy } from './copy.js';
 import { align, ArenaAlloc, F, FF, hash32, Layout, MAX_GROUPS } from './shm.js';
 
 /** What every group of one rank in one run shares. */
@@ -64,6 +65,7 @@ export class ThreadsGroup extends GroupBase {
   private tail: Promise<unknown> = Promise.resolve();
   /** The call being run (calls on a group are serialised), for the errors `until` raises. */
   private cur: { op: Call['op']; seq: number } = { op: 'barrier', seq: -1 };
+  private spinBudget: number;
 
   constructor(
     private readonly ctx: ThreadsCtx,
@@ -74,6 +76,7 @@ export class ThreadsGroup extends GroupBase {
     worldRank: number,
   ) {
     super(axis, rank, ranks, worldRank);
+    this.spinBudget = ctx.spinMs;
   }
 
   override allocBuffer<T extends CommDtype>(dtype: T, n: number): CommArrays[T] {
@@ -104,6 +107,19 @@ export class ThreadsGroup extends GroupBase {
     return Atomics.load(this.ctx.i32, this.ctx.layout.i(this.gid, m, f));
   }
 
+  /**
+   * Polls the bell before sleeping, adaptively: the budget halves after a poll that saw nothing
+   * (a peer sharing our core cannot ring while we spin) and doubles back up to ctx.spinMs after
+   * one that did. Returns true when the bell moved.
+   */
+  private spin(i32: Int32Array, bell: number, b: number): boolean {
+    const max = this.ctx.spinMs;
+    if (max <= 0) return false;
+    const rang = spinFor(i32, bell, b, this.spinBudget);
+    this.spinBudget = rang ? Math.min(max, this.spinBudget * 2) : Math.max(max / 64, this.spinBudget / 2);
+    return rang;
+  }
+
   /** Sleeps on the bell until `ready` holds; `problem` may report an error early (mismatch, exit). */
   private async until(ready: () => boolean, problem: () => string | null, timeoutMsg: () => string): Promise<void> {
     const { i32, layout, timeoutMs } = this.ctx;
@@ -121,7 +137,7 @@ export class ThreadsGroup extends GroupBase {
       if (bad) throw new CommError(bad, this.cur.op, this.cur.seq, this.axis);
       const left = deadline - performance.now();
       if (left <= 0) throw new CommError(timeoutMsg(), this.cur.op, this.cur.seq, this.axis);
-      if (spinFor(i32, bell, b, this.ctx.spinMs)) continue;
+      if (this.spin(i32, bell, b)) continue;
       const w = waitAsync(i32, bell, b, Number.isFinite(left) ? left : undefined);
       if (w.async) await w.value;
     }
@@ -187,10 +203,10 @@ export class ThreadsGroup extends GroupBase {
       if (c.op === 'allToAll' && P > 1) {
         // Our own chunk never leaves this rank: copied straight into out below.
         const nc = n / P;
-        if (m > 0) mine.set(c.a!.subarray(0, m * nc));
-        if (m < P - 1) mine.set(c.a!.subarray((m + 1) * nc), (m + 1) * nc);
+        if (m > 0) bulkCopy(mine.subarray(0, m * nc), c.a!.subarray(0, m * nc));
+        if (m < P - 1) bulkCopy(mine.subarray((m + 1) * nc), c.a!.subarray((m + 1) * nc));
       } else {
-        mine.set(c.a!);
+        bulkCopy(mine, c.a!);
       }
     }
 
@@ -276,18 +292,18 @@ export class ThreadsGroup extends GroupBase {
     const bpe = BPE[dt]!;
     switch (c.op) {
       case 'allGather':
-        for (let k = 0; k < P; k++) c.b!.set(this.peerView(k, dt, FF.OFF, 0, c.bytes), k * n);
+        for (let k = 0; k < P; k++) bulkCopy(c.b!.subarray(k * n, (k + 1) * n), this.peerView(k, dt, FF.OFF, 0, c.bytes));
         break;
       case 'allToAll': {
         const nc = n / P;
-        if (c.b !== c.a) c.b!.set(c.a!.subarray(m * nc, (m + 1) * nc), m * nc);
-        for (let k = 0; k < P; k++) if (k !== m) c.b!.set(this.peerView(k, dt, FF.OFF, m * nc * bpe, nc * bpe), k * nc);
+        if (c.b !== c.a) bulkCopy(c.b!.subarray(m * nc, (m + 1) * nc), c.a!.subarray(m * nc, (m + 1) * nc));
+        for (let k = 0; k < P; k++) if (k !== m) bulkCopy(c.b!.subarray(k * nc, (k + 1) * nc), this.peerView(k, dt, FF.OFF, m * nc * bpe, nc * bpe));
         break;
       }
       case 'reduceScatter': {
         const nc = n / P;
         const out = c.b!;
-        out.set(this.peerView(0, dt, FF.OFF, m * nc * bpe, nc * bpe));
+        bulkCopy(out, this.peerView(0, dt, FF.OFF, m * nc * bpe, nc * bpe));
         for (let k = 1; k < P; k++) accumulate(out, this.peerView(k, dt, FF.OFF, m * nc * bpe, nc * bpe), c.redop);
         finishAvg(out, c.redop, P);
         break;
@@ -296,10 +312,10 @@ export class ThreadsGroup extends GroupBase {
         await this.allReduce2(c, s, n, at);
         break;
       case 'broadcast':
-        if (m !== c.root && c.bytes > 0) c.a!.set(this.peerView(c.root, dt, FF.OFF, 0, c.bytes));
+        if (m !== c.root && c.bytes > 0) bulkCopy(c.a!, this.peerView(c.root, dt, FF.OFF, 0, c.bytes));
         break;
       case 'sendRecv':
-        if (c.src >= 0 && c.b!.length > 0) c.b!.set(this.peerView(c.src, dt, FF.OFF, 0, c.b!.byteLength));
+        if (c.src >= 0 && c.b!.length > 0) bulkCopy(c.b!, this.peerView(c.src, dt, FF.OFF, 0, c.b!.byteLength));
         break;
       case 'barrier':
         break;
@@ -315,7 +331,7 @@ export class ThreadsGroup extends GroupBase {
     const hi = sliceStart(n, P, m + 1);
     if (hi > lo) {
       const acc = view(ctx.alloc.sab, dt, ctx.f64[ctx.layout.f(gid, m, FF.OFF2)]!, (hi - lo) * bpe);
-      acc.set(this.peerView(0, dt, FF.OFF, lo * bpe, (hi - lo) * bpe));
+      bulkCopy(acc, this.peerView(0, dt, FF.OFF, lo * bpe, (hi - lo) * bpe));
       for (let k = 1; k < P; k++) accumulate(acc, this.peerView(k, dt, FF.OFF, lo * bpe, (hi - lo) * bpe), c.redop);
       finishAvg(acc, c.redop, P);
     }
@@ -330,7 +346,7 @@ export class ThreadsGroup extends GroupBase {
     for (let k = 0; k < P; k++) {
       const klo = sliceStart(n, P, k);
       const khi = sliceStart(n, P, k + 1);
-      if (khi > klo) c.a!.set(this.peerView(k, dt, FF.OFF2, 0, (khi - klo) * bpe), klo);
+      if (khi > klo) bulkCopy(c.a!.subarray(klo, khi), this.peerView(k, dt, FF.OFF2, 0, (khi - klo) * bpe));
     }
   }
 }

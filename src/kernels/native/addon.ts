@@ -35,6 +35,8 @@ export interface NativeAddon {
   sumSquares(x: F32): number;
   scale(x: F32, s: number): void;
   axpy(y: F32, x: F32, a: number): void;
+  /** dst.set(src) for equal byte lengths, any typed arrays (memmove). */
+  copyBytes?(dst: ArrayBufferView, src: ArrayBufferView): void;
   attnForward(out: F32, lse: F32, q: F32, k: F32, v: F32, qPos: Int32Array, kPos: Int32Array,
     B: number, Tq: number, Tk: number, H: number, G: number, D: number, scale: number, causal: boolean, left: W, right: W): void;
   attnBackward(dq: F32, dk: F32, dv: F32, dOut: F32, q: F32, k: F32, v: F32, out: F32, lse: F32, delta: F32,
