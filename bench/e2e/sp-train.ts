@@ -12,7 +12,7 @@ import type { World } from '../../src/comm/types.js';
 import { DeviceMesh } from '../../src/comm/mesh.js';
 import { runRanks } from '../../src/comm/run.js';
 import { selectKernels } from '../../src/kernels/index.js';
-import { pinCurrentThread } from '../../src/kernels/native/index.js';
+import { prepareRankThread } from '../../src/parallel/rank-thread.js';
 import { createAttention, cost } from '../../src/parallel/index.js';
 import type { SchemeName } from '../../src/parallel/types.js';
 import { GPT } from '../../src/model/gpt.js';
@@ -45,7 +45,7 @@ export interface SpStepResult {
 
 /** Runs on every rank (exported by name for the threads transport). */
 export async function spStepEntry(world: World, a: SpStepArgs): Promise<SpStepResult> {
-  if (world.transport === 'threads' && cpus().length >= world.size) pinCurrentThread(world.rank);
+  prepareRankThread(world);
   const mesh = DeviceMesh.create({ dp: 1, sp: a.sp, tp: 1, ulysses: a.ulysses, ring: a.sp / a.ulysses }, world);
   const { kernels } = selectKernels(a.backend);
   const attn = createAttention(a.scheme, { sp: mesh.group('sp'), ulysses: mesh.group('ulysses'), ring: mesh.group('ring') }, kernels, { S: a.N });
