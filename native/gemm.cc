@@ -94,9 +94,55 @@ static void packA(float* dst, const GemmArgs& g, int64_t i0, int64_t mc, int64_t
   }
 }
 
-// dst[panel][k][NR] <- B(p0 + k, j0 + panel*NR + c), zero columns past nc.
-static void packB(float* dst, const GemmArgs& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc) {
+#if defined(__AVX512F__)
+// d[e * ldd + c] <- s[c * lds + e] for a 16 x 16 block (in-register transpose: 32-bit, 64-bit
+// and two 128-bit-lane shuffle stages, ~4 shuffles per output vector instead of 16 scalar stores).
+static inline void transpose16(float* d, int64_t ldd, const float* s, int64_t lds) {
+  __m512 r[16], a[16], b[16];
+  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(s + i * lds);
+  for (int i = 0; i < 8; i++) {
+    a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++) {
+    const __m512d x0 = _mm512_castps_pd(a[4 * i]), x1 = _mm512_castps_pd(a[4 * i + 1]);
+    const __m512d x2 = _mm512_castps_pd(a[4 * i + 2]), x3 = _mm512_castps_pd(a[4 * i + 3]);
+    b[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(x0, x2));
+    b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(x0, x2));
+    b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(x1, x3));
+    b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(x1, x3));
+  }
+  // b[4i + j], 128-bit lane L: rows 4i..4i+3 of input element 4L + j.
+  for (int j = 0; j < 4; j++) {
+    const __m512 u0 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x44), u1 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xEE);
+    const __m512 u2 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x44), u3 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xEE);
+    _mm512_storeu_ps(d + (0 + j) * ldd, _mm512_shuffle_f32x4(u0, u2, 0x88));
+    _mm512_storeu_ps(d + (4 + j) * ldd, _mm512_shuffle_f32x4(u0, u2, 0xDD));
+    _mm512_storeu_ps(d + (8 + j) * ldd, _mm512_shuffle_f32x4(u1, u3, 0x88));
+    _mm512_storeu_ps(d + (12 + j) * ldd, _mm512_shuffle_f32x4(u1, u3, 0xDD));
+  }
+}
+#endif
+
+// dst[panel][k][NRP] <- B(p0 + k, j0 + panel*NRP + c), zero columns past nc.
+template <int NRP>
+static void packB_w(float* dst, const GemmArgs& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc) {
+  constexpr int NR = NRP;
   int64_t jp = 0;
+#if defined(__AVX512F__)
+  if (g.brs == 1 && NR % 16 == 0) {  // B = W^T (forward): full panels by 16 x 16 transposes
+    const int64_t kfull = kc / 16 * 16;
+    for (; jp + NR <= nc; jp += NR) {
+      float* d = dst + jp * kc;
+      const float* src = g.B + p0 + (j0 + jp) * g.bcs;
+      for (int c0 = 0; c0 < NR; c0 += 16) {
+        for (int64_t k0 = 0; k0 < kfull; k0 += 16) transpose16(d + k0 * NR + c0, NR, src + c0 * g.bcs + k0, g.bcs);
+        for (int64_t k = kfull; k < kc; k++)
+          for (int c = c0; c < c0 + 16; c++) d[k * NR + c] = src[c * g.bcs + k];
+      }
+    }
+  }
+#endif
   if (g.bcs == 1) {  // row-major B: NR contiguous floats per k
     jp = nc / NR * NR;
     pack_contig<NR>(dst, g.B + p0 * g.brs + j0, g.brs, jp / NR, kc);
@@ -119,6 +165,9 @@ static void packB(float* dst, const GemmArgs& g, int64_t p0, int64_t kc, int64_t
     for (int64_t c = cols; c < NR; c++)
       for (int64_t k = 0; k < kc; k++) d[k * NR + c] = 0.0f;
   }
+}
+static void packB(float* dst, const GemmArgs& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc) {
+  packB_w<NR>(dst, g, p0, kc, j0, nc);
 }
 
 // C[ic.., jc..] (+)= packed A block [mc x kc] . packed B block [kc x nc] (panels of kc x NR).
@@ -195,6 +244,75 @@ static void gemm_short_k(const GemmArgs& g) {
   }
 }
 
+#if defined(__AVX512F__)
+// AVX-512 (32 zmm): a 6 x 64 tile (24 accumulators, 4 vector loads + 6 broadcasts per k; 95 % of
+// the FMA peak from L1/L2 on Ice Lake, against 86 % for the 12 x 32 tile, whose 12 broadcasts per
+// k crowd the two vector ports). Loop order jc -> pc (pack the KC x NC block of B: 512 KiB, L2)
+// -> ir (6 rows of A read in place: 6 KiB, stays in L1 across the column panels) -> jr -> tile.
+// A is never packed (either layout is a plain stride), so a GEMM touches A once per (jc, pc).
+constexpr int MR5 = 6, NV5 = 4, NR5 = NV5 * W;
+#ifndef SP_KC5
+#define SP_KC5 512
+#endif
+#ifndef SP_NC5
+#define SP_NC5 256
+#endif
+constexpr int64_t KC5 = SP_KC5, NC5 = SP_NC5;
+// Column-major A (dW = dOut^T x: each k is another token row of dOut, M floats apart) is packed
+// per MC5-row block into 6-row panels, since reading it in place touches one page per k.
+constexpr int64_t MC5 = 96;
+static void gemm_avx512(const GemmArgs& g) {
+  alignas(64) float tmp[MR5 * NR5];
+  float* bufB = sp_scratch(1, (size_t)(KC5 * round_up(imin(NC5, g.n), NR5)));
+  const bool packA5 = g.ars == 1 && g.acs != 1;
+  float* bufA = packA5 ? sp_scratch(0, (size_t)(MC5 * KC5)) : nullptr;
+  for (int64_t jc = 0; jc < g.n; jc += NC5) {
+    const int64_t nc = imin(NC5, g.n - jc);
+    for (int64_t pc = 0; pc < g.k; pc += KC5) {
+      const int64_t kc = imin(KC5, g.k - pc);
+      const bool acc = g.accumulate || pc > 0;
+      packB_w<NR5>(bufB, g, pc, kc, jc, nc);
+      for (int64_t ic = 0; ic < g.m; ic += MC5) {
+        const int64_t mc = imin(MC5, g.m - ic);
+        if (packA5) {
+          const int64_t full = mc / MR5;
+          pack_contig<MR5>(bufA, g.A + ic + pc * g.acs, g.acs, full, kc);
+          if (full * MR5 < mc) {  // last partial panel, zero rows past m
+            float* d = bufA + full * MR5 * kc;
+            const int64_t rows = mc - full * MR5;
+            for (int64_t k = 0; k < kc; k++) {
+              const float* sk = g.A + ic + full * MR5 + (pc + k) * g.acs;
+              for (int r = 0; r < MR5; r++) d[k * MR5 + r] = r < rows ? sk[r] : 0.0f;
+            }
+          }
+        }
+        for (int64_t ir = 0; ir < mc; ir += MR5) {
+          const int rows = (int)imin(MR5, mc - ir);
+          // packed panel: A(k, r) = Ap[k * MR5 + r] (padded rows are zeros); else in place
+          const float* Ap = packA5 ? bufA + ir * kc : g.A + (ic + ir) * g.ars + pc * g.acs;
+          const int64_t ak = packA5 ? MR5 : g.acs, ar = packA5 ? 1 : g.ars;
+          float* Crow = g.C + (ic + ir) * g.ldc + jc;
+          for (int64_t jr = 0; jr < nc; jr += NR5) {
+            const float* Bp = bufB + jr * kc;
+            const int64_t cols = imin(NR5, nc - jr);
+            float* C = Crow + jr;
+            if (rows == MR5 && cols == NR5) {
+              if (acc) tile<MR5, NV5, true, false>(kc, Ap, ak, ar, Bp, NR5, C, g.ldc, nullptr);
+              else tile<MR5, NV5, false, false>(kc, Ap, ak, ar, Bp, NR5, C, g.ldc, nullptr);
+            } else {  // edge tile: exact row count (A has no rows past m), columns via tmp
+              tile_rows<NV5, false, false>(rows, kc, Ap, ak, ar, Bp, NR5, tmp, NR5, nullptr);
+              for (int r = 0; r < rows; r++)
+                for (int64_t c = 0; c < cols; c++)
+                  C[r * g.ldc + c] = acc ? C[r * g.ldc + c] + tmp[r * NR5 + c] : tmp[r * NR5 + c];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+#endif
+
 static void gemm1(const GemmArgs& g) {
   if (g.m <= 0 || g.n <= 0) return;
   if (g.k <= 0) {  // empty sum: overwrite with zeros, accumulate adds nothing
@@ -202,8 +320,12 @@ static void gemm1(const GemmArgs& g) {
       for (int64_t i = 0; i < g.m; i++) memset(g.C + i * g.ldc, 0, sizeof(float) * g.n);
     return;
   }
+#if defined(__AVX512F__)
+  gemm_avx512(g);
+#else
   if (g.k > KLONG) gemm_long_k(g);
   else gemm_short_k(g);
+#endif
 }
 
 // Splits C into sp_threads() row or column stripes (whichever dimension is longer), each a whole
@@ -235,7 +357,11 @@ static void gemm_par(const GemmArgs& g) {
   if (t <= 1 || (g.m * g.n * g.k) < (int64_t)1 << 18) return gemm1(g);
   GemmSplit s{g, g.m >= g.n, 0};
   const int64_t total = s.byRows ? g.m : g.n;
+#if defined(__AVX512F__)
+  const int64_t align = s.byRows ? MR5 : NR5;
+#else
   const int64_t align = s.byRows ? MR : NR;
+#endif
   s.step = round_up((total + t - 1) / t, align);
   sp_parallel_for((total + s.step - 1) / s.step, gemm_part, &s);
 }

@@ -18,6 +18,11 @@ const MM_SIZES: [number, number, number][] = [
   [37, 53, 29],
   [65, 300, 70], // K crosses the 256-deep k block
   [150, 17, 200], // N crosses the 144-row A block; M not a multiple of the 16/32-wide tile
+  // AVX-512 blocking (6 x 64 tile, 96-row A blocks, 512-deep k, 256-wide B block, 16 x 16
+  // transposes): K crosses 512 with a tail of 19 (not a multiple of 16), M crosses 256 with a
+  // 2-column tail, N = 200 leaves 8 rows (a 6-row tile and a 2-row one)
+  [200, 531, 258],
+  [520, 70, 130], // dW's k (= N) crosses 512; 130 columns: two full 64-wide panels and a tail
 ];
 
 for (const isa of isas) {
