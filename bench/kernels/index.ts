@@ -5,7 +5,7 @@
  * per case is appended to bench/results/kernels_<hostname>_<yyyymmdd>.jsonl (not in smoke mode).
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { cpus, hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadNativeKernels, nativeAddon, setNativeThreads } from '../../src/kernels/native/index.js';
@@ -48,6 +48,8 @@ export interface KernelBenchRecord {
   checkRelErr: number;
   checkOk: boolean;
   host: string;
+  /** CPU model (the results of differently built machines share one host name). */
+  cpu: string;
   date: string;
   smoke: boolean;
 }
@@ -90,7 +92,7 @@ export function runKernelBench(opts: KernelBenchOptions = {}): KernelBenchRecord
       medianSec: t.medianSec, runsSec: t.runsSec, medianCpuSec: t.medianCpuSec, cpuRunsSec: t.cpuRunsSec,
       gflops, gflopsCpu, peakGflops: peak * threads,
       pctOfPeak: (100 * gflopsCpu) / (peak * threads), pctOfPeakWall: (100 * gflops) / (peak * threads),
-      checkRelErr: err, checkOk: err < 1e-3, host: hostname(), date, smoke,
+      checkRelErr: err, checkOk: err < 1e-3, host: hostname(), cpu: cpus()[0]?.model ?? 'unknown', date, smoke,
     };
     records.push(r);
     log(`${name.padEnd(32)} t=${threads} ${gflopsCpu.toFixed(1).padStart(6)} GFLOP/s/cpu ${r.pctOfPeak.toFixed(0).padStart(3)}% | wall ${gflops.toFixed(1).padStart(6)} ${r.pctOfPeakWall.toFixed(0).padStart(3)}%  ${(t.medianSec * 1e3).toFixed(1)} ms  check ${err.toExponential(1)}${r.checkOk ? '' : '  CHECK FAILED'}`);
