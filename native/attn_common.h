@@ -96,34 +96,22 @@ static inline void mask_bounds(const Mask& m, int64_t qp, vf* lo, vf* hi) {
   *hi = vset1(qp < 0 ? -1.0f : Mask::clampf(m.hi(qp)));
 }
 
-// Row r of a score tile: x[c] = allowed(qp, kpf[c]) ? x[c]*scale : -inf, returns the row max.
-// ncols is a multiple of W; kpf holds positions as floats (-1 for padding).
-static inline float scale_mask_row(float* x, int64_t ncols, float scale, const float* kpf, const Mask& m, int64_t qp,
-                                   bool masked) {
-  vf vs = vset1(scale), vmx = vset1(kNegInf);
-  if (!masked) {
-    for (int64_t c = 0; c < ncols; c += W) {
-      vf s = vmul(vload(x + c), vs);
-      vstore(x + c, s);
-      vmx = vmax(vmx, s);
-    }
-    return vhmax(vmx);
-  }
-  vf lo, hi;
-  mask_bounds(m, qp, &lo, &hi);
-  const vf ninf = vset1(kNegInf);
-  for (int64_t c = 0; c < ncols; c += W) {
-    vf kp = vload(kpf + c);
-    vf s = vsel(mand(vge(kp, lo), vle(kp, hi)), vmul(vload(x + c), vs), ninf);
-    vstore(x + c, s);
-    vmx = vmax(vmx, s);
-  }
-  return vhmax(vmx);
-}
-
 // Key tile of head (b, g) transposed: dst[d][c] = k[b, s0 + c, g, d] for a tile of bc keys, zero
 // for c >= cnt.
 static inline void pack_kt(float* dst, const float* src, int64_t rowStride, int64_t cnt, int64_t D, int64_t bc) {
+#if defined(__AVX512F__)
+  if (D % 16 == 0) {  // whole 16-key groups by in-register transposes, then the key tail
+    const int64_t full = cnt / 16 * 16;
+    for (int64_t c0 = 0; c0 < full; c0 += 16)
+      for (int64_t d0 = 0; d0 < D; d0 += 16) transpose16(dst + d0 * bc + c0, bc, src + c0 * rowStride + d0, rowStride);
+    for (int64_t d = 0; d < D; d++) {
+      float* o = dst + d * bc;
+      for (int64_t c = full; c < cnt; c++) o[c] = src[c * rowStride + d];
+      for (int64_t c = cnt; c < bc; c++) o[c] = 0.0f;
+    }
+    return;
+  }
+#endif
   for (int64_t d = 0; d < D; d++) {
     float* o = dst + d * bc;
     for (int64_t c = 0; c < cnt; c++) o[c] = src[c * rowStride + d];

@@ -45,9 +45,11 @@ struct FwdCtx {
 
 // S[r][0 .. NV*W) = sum_d Q[r][d] K^T[d][..] for MR query rows (K = D, row strides D and BCF) and
 // the running per-row vector max mv[r][0 .. W) updated from the registers (no separate max pass).
-template <int MR, int NV>
+// MASK: scores of keys outside the row's allowed interval [lo[r], hi[r]] (key positions kpf, as
+// floats, -1 = padding) become -inf in the registers, so partial tiles need no second pass.
+template <int MR, int NV, bool MASK>
 static inline void qk_tile(int64_t D, const float* __restrict Q, const float* __restrict KT, float* __restrict S,
-                           float* __restrict mv) {
+                           float* __restrict mv, const float* kpf, const float* lo, const float* hi) {
   vf acc[MR][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; r++)
@@ -70,8 +72,13 @@ static inline void qk_tile(int64_t D, const float* __restrict Q, const float* __
     vf m = vload(mv + r * W);
 #pragma GCC unroll 4
     for (int j = 0; j < NV; j++) {
-      vstore(S + r * BCF + j * W, acc[r][j]);
-      m = vmax(m, acc[r][j]);
+      vf x = acc[r][j];
+      if (MASK) {
+        const vf kp = vload(kpf + j * W);
+        x = vsel(mand(vge(kp, vset1(lo[r])), vle(kp, vset1(hi[r]))), x, vset1(kNegInf));
+      }
+      vstore(S + r * BCF + j * W, x);
+      m = vmax(m, x);
     }
     vstore(mv + r * W, m);
   }
@@ -79,19 +86,22 @@ static inline void qk_tile(int64_t D, const float* __restrict Q, const float* __
 
 // Whole score tile of br rows x BCF keys (BCF is a multiple of 2W on every ISA); row block b
 // (rows b*kMR ..) only computes its first kl[b] keys (the rest is masked for all its rows).
-static void qk_block(int64_t br, int64_t D, const float* Q, const float* KT, float* S, float* mv, const int64_t* kl) {
+template <bool MASK>
+static void qk_block(int64_t br, int64_t D, const float* Q, const float* KT, float* S, float* mv, const int64_t* kl,
+                     const float* kpf, const float* lo, const float* hi) {
   for (int64_t r = 0; r < br; r++) vstore(mv + r * W, vset1(kNegInf));
   for (int64_t r = 0; r < br; r += kMR) {
     const int mr = (int)imin(kMR, br - r);
     const float* q = Q + r * D;
     float* m = mv + r * W;
+    const float *l = lo + r, *h = hi + r;
     int64_t c = 0;
     // 4-vector key blocks where the ISA has the registers (kNVmax == 4), then 2-vector ones
     for (; kNVmax == 4 && c + 4 * W <= kl[r / kMR]; c += 4 * W) {
       switch (mr) {
 #define SP_QK4_CASE(n) \
   case n:              \
-    if (n <= kMR) qk_tile<(n <= kMR ? n : 1), (kNVmax == 4 ? 4 : 2)>(D, q, KT + c, S + r * BCF + c, m); \
+    if (n <= kMR) qk_tile<(n <= kMR ? n : 1), (kNVmax == 4 ? 4 : 2), MASK>(D, q, KT + c, S + r * BCF + c, m, kpf + c, l, h); \
     break;
         SP_QK4_CASE(1) SP_QK4_CASE(2) SP_QK4_CASE(3) SP_QK4_CASE(4) SP_QK4_CASE(5) SP_QK4_CASE(6)
         SP_QK4_CASE(7) SP_QK4_CASE(8)
@@ -104,7 +114,7 @@ static void qk_block(int64_t br, int64_t D, const float* Q, const float* KT, flo
       switch (mr) {
 #define SP_QK_CASE(n) \
   case n:             \
-    if (n <= kMR) qk_tile<(n <= kMR ? n : 1), 2>(D, q, KT + c, sr, m); \
+    if (n <= kMR) qk_tile<(n <= kMR ? n : 1), 2, MASK>(D, q, KT + c, sr, m, kpf + c, l, h); \
     break;
         SP_QK_CASE(1) SP_QK_CASE(2) SP_QK_CASE(3) SP_QK_CASE(4) SP_QK_CASE(5) SP_QK_CASE(6)
         SP_QK_CASE(7) SP_QK_CASE(8) SP_QK_CASE(9) SP_QK_CASE(10) SP_QK_CASE(11) SP_QK_CASE(12)
@@ -119,6 +129,9 @@ static void qk_block(int64_t br, int64_t D, const float* Q, const float* KT, flo
 // (a multiple of 2W) of the tile holding every such key of rows b*kMR .. b*kMR + kMR. On the causal
 // diagonal this skips the keys past the block's last query in QK, softmax and PV.
 static void live_prefix(const Mask& mask, const int32_t* qpos, int64_t br, const float* kpf, int64_t* kl) {
+  alignas(64) float iota[W];
+  for (int i = 0; i < W; i++) iota[i] = (float)i;
+  const vf vi = vload(iota), zero = vzero();
   for (int64_t r0 = 0; r0 < br; r0 += kMR) {
     float lo = 2.0f, hi = -2.0f;  // union of the rows' allowed intervals (empty for padded rows)
     for (int64_t r = r0; r < imin(br, r0 + kMR); r++) {
@@ -126,10 +139,15 @@ static void live_prefix(const Mask& mask, const int32_t* qpos, int64_t br, const
       lo = fminf(lo, Mask::clampf(mask.lo(qpos[r])));
       hi = fmaxf(hi, Mask::clampf(mask.hi(qpos[r])));
     }
-    int64_t last = -1;
-    for (int64_t c = 0; c < BCF; c++)
-      if (kpf[c] >= 0.0f && kpf[c] >= lo && kpf[c] <= hi) last = c;
-    kl[r0 / kMR] = round_up(last + 1, 2 * W);
+    // last allowed key index: max over the tile of (allowed ? index : -1), a vector at a time
+    const vf vlo = vset1(lo), vhi = vset1(hi);
+    vf last = vset1(-1.0f);
+    for (int64_t c = 0; c < BCF; c += W) {
+      const vf kp = vload(kpf + c);
+      const vm ok = mand(mand(vge(kp, zero), vge(kp, vlo)), vle(kp, vhi));
+      last = vmax(last, vsel(ok, vadd(vi, vset1((float)c)), vset1(-1.0f)));
+    }
+    kl[r0 / kMR] = round_up((int64_t)vhmax(last) + 1, 2 * W);
   }
 }
 
@@ -153,6 +171,7 @@ static void fwd_item(void* vctx, int64_t item, int) {
   float* Mv = sp_scratch(3, (size_t)(2 * BRF * W));
   float* Lv = Mv + BRF * W;
   alignas(64) float m[BRF], l[BRF], mx[BRF], alpha[BRF];
+  alignas(64) float rowLo[BRF], rowHi[BRF];  // each query's allowed key interval (partial tiles)
   int64_t kl[BRF / kMR + 1];  // live keys per row block of the current tile
   bool touched[BRF];
   bool started = false;  // Acc/m/l initialised lazily: fully skipped tiles cost nothing
@@ -164,6 +183,12 @@ static void fwd_item(void* vctx, int64_t item, int) {
     if (kind == kSkip) continue;
     if (!started) {
       started = true;
+      for (int64_t r = 0; r < br; r++) {
+        vf lo, hi;
+        mask_bounds(c.mask, qpos[r], &lo, &hi);
+        vstore_n(rowLo + r, lo, 1);
+        vstore_n(rowHi + r, hi, 1);
+      }
       const float qsc = a.scale * kLog2e;
       for (int64_t r = 0; r < br; r++)
         for (int64_t d = 0; d < D; d++) Qs[r * D + d] = Q[r * qs + d] * qsc;
@@ -193,13 +218,10 @@ static void fwd_item(void* vctx, int64_t item, int) {
       live_prefix(c.mask, qpos, br, kpf, kl);
     }
     // S = (c Q) K^T: A(k=d, r) = Qs[r*D + d], B = K^T tile [D][BCF]
-    qk_block(br, D, Qs, c.KT + jt * D * BCF, S, Mv, kl);
-    if (kind == kFull) {
-      for (int64_t r = 0; r < br; r++) mx[r] = vhmax(vload(Mv + r * W));
-    } else {
-      for (int64_t r = 0; r < br; r++)
-        mx[r] = scale_mask_row(S + r * BCF, kl[r / kMR], 1.0f, kpf, c.mask, qpos[r], true);
-    }
+    // (masked to -inf in the registers on partial tiles)
+    if (kind == kFull) qk_block<false>(br, D, Qs, c.KT + jt * D * BCF, S, Mv, kl, kpf, rowLo, rowHi);
+    else qk_block<true>(br, D, Qs, c.KT + jt * D * BCF, S, Mv, kl, kpf, rowLo, rowHi);
+    for (int64_t r = 0; r < br; r++) mx[r] = vhmax(vload(Mv + r * W));
     // New max and rescale factor of every row at once. A row with nothing allowed in this tile
     // keeps m (alpha = 1, P = 0); a row with nothing allowed so far has Acc = 0, l = 0 and gets
     // alpha = 0 (2^NaN and 2^-inf are 0 in vexp2).

@@ -94,35 +94,6 @@ static void packA(float* dst, const GemmArgs& g, int64_t i0, int64_t mc, int64_t
   }
 }
 
-#if defined(__AVX512F__)
-// d[e * ldd + c] <- s[c * lds + e] for a 16 x 16 block (in-register transpose: 32-bit, 64-bit
-// and two 128-bit-lane shuffle stages, ~4 shuffles per output vector instead of 16 scalar stores).
-static inline void transpose16(float* d, int64_t ldd, const float* s, int64_t lds) {
-  __m512 r[16], a[16], b[16];
-  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(s + i * lds);
-  for (int i = 0; i < 8; i++) {
-    a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; i++) {
-    const __m512d x0 = _mm512_castps_pd(a[4 * i]), x1 = _mm512_castps_pd(a[4 * i + 1]);
-    const __m512d x2 = _mm512_castps_pd(a[4 * i + 2]), x3 = _mm512_castps_pd(a[4 * i + 3]);
-    b[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(x0, x2));
-    b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(x0, x2));
-    b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(x1, x3));
-    b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(x1, x3));
-  }
-  // b[4i + j], 128-bit lane L: rows 4i..4i+3 of input element 4L + j.
-  for (int j = 0; j < 4; j++) {
-    const __m512 u0 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x44), u1 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xEE);
-    const __m512 u2 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x44), u3 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xEE);
-    _mm512_storeu_ps(d + (0 + j) * ldd, _mm512_shuffle_f32x4(u0, u2, 0x88));
-    _mm512_storeu_ps(d + (4 + j) * ldd, _mm512_shuffle_f32x4(u0, u2, 0xDD));
-    _mm512_storeu_ps(d + (8 + j) * ldd, _mm512_shuffle_f32x4(u1, u3, 0x88));
-    _mm512_storeu_ps(d + (12 + j) * ldd, _mm512_shuffle_f32x4(u1, u3, 0xDD));
-  }
-}
-#endif
 
 // dst[panel][k][NRP] <- B(p0 + k, j0 + panel*NRP + c), zero columns past nc.
 template <int NRP>
