@@ -11,10 +11,15 @@
 
 namespace SP_NS {
 
+#ifndef SP_BWD_Q_BYTES
+#define SP_BWD_Q_BYTES (1 << 20)
+#endif
+
 struct BwdCtx {
   const AttnArgs* a;
   Mask mask;
   int64_t b, g, hg, Dp, nQT;
+  int64_t it0, it1;                 // query tiles [it0, it1) visited by this pass
   const float *Qp, *dOp, *nl, *dl;  // packed query side (see header)
   const PosStats* qst;              // [nQT]
   float* dQw;                       // [workers][hg][Tq][Dp]
@@ -147,7 +152,7 @@ static void bwd_item(void* vctx, int64_t jt, int worker) {
   float* dQw = c.dQw + (int64_t)worker * c.hg * Tq * Dp;
 
   for (int64_t hh = 0; hh < c.hg; hh++) {
-    for (int64_t it = 0; it < c.nQT; it++) {
+    for (int64_t it = c.it0; it < c.it1; it++) {
       const int64_t t0 = it * BR, br = imin(BR, Tq - t0);
       const TileKind kind = classify(c.mask, c.qst[it], kst, kcnt < BC);
       if (kind == kSkip) continue;
@@ -205,6 +210,7 @@ static void attnBackward(const AttnArgs& a) {
   const int64_t D = a.D, Dp = round_up(D, W), H = a.H, Tq = a.Tq, hg = H / a.G;
   const int64_t nKT = (a.Tk + BC - 1) / BC, nQT = (Tq + BR - 1) / BR;
   const int workers = sp_threads();
+  const int64_t qTiles = imax(1, (int64_t)SP_BWD_Q_BYTES / (hg * BR * Dp * 8));
   const vf sl2 = vset1(a.scale * kLog2e), sc = vset1(a.scale);
   float* Qp = sp_scratch(4, (size_t)(hg * Tq * Dp));
   float* dOp = sp_scratch(5, (size_t)(hg * Tq * Dp));
@@ -230,8 +236,12 @@ static void attnBackward(const AttnArgs& a) {
         }
       }
       memset(dQw, 0, sizeof(float) * (size_t)(workers * hg * Tq * Dp));
-      BwdCtx c{&a, mask_of(a), b, g, hg, Dp, nQT, Qp, dOp, nl, dl, qst, dQw};
-      sp_parallel_for(nKT, bwd_item, &c);
+      // Query blocks of about SP_BWD_Q_BYTES (1 MiB) of packed Q and dO at a time: every key
+      // tile then streams its queries from L2 instead of memory (dK/dV are flushed per block).
+      for (int64_t i0 = 0; i0 < nQT; i0 += qTiles) {
+        BwdCtx c{&a, mask_of(a), b, g, hg, Dp, nQT, i0, imin(nQT, i0 + qTiles), Qp, dOp, nl, dl, qst, dQw};
+        sp_parallel_for(nKT, bwd_item, &c);
+      }
       for (int64_t hh = 0; hh < hg; hh++) {
         const int64_t h = g * hg + hh;
         for (int64_t t = 0; t < Tq; t++) {

@@ -100,7 +100,13 @@ static inline void tile_block(int64_t m, int64_t ncols, int64_t K, const float* 
   }
   for (; c < ncols; c += 2 * W) {
     const bool two = c + 2 * W <= ncols;
-    for (int64_t r = 0; r < m; r += kMR) {
+    int64_t r = 0;
+    // A 2-vector block with 6-row tiles keeps only 12 of 32 zmm busy (136 GFLOP/s on Ice Lake):
+    // take rows 12 at a time there (24 accumulators, 165 GFLOP/s). Head dim 32 lives here.
+    if (kNVmax == 4 && two)
+      for (; r + 2 * kMR <= m; r += 2 * kMR)
+        tile<2 * kMR, 2, ACC, SCALE>(K, A + r * ar, ak, ar, B + c, ldb, C + r * ldc + c, ldc, SCALE ? rs + r : nullptr);
+    for (; r < m; r += kMR) {
       const int mr = (int)imin(kMR, m - r);
       const float* Ar = A + r * ar;
       float* Cr = C + r * ldc + c;

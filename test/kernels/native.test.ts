@@ -120,6 +120,20 @@ for (const isa of isas) {
         }
       }
     });
+    it('long key range (folded in ~512 KiB K/V passes): Tk=2600 D=64, causal with an offset and not, GQA, 2 threads', () => {
+      const k = use(isa, 2);
+      for (const causal of [false, true]) {
+        const Tq = 37, Tk = 2600;
+        const c = { name: 'long k', Tq, Tk, qPos: Int32Array.from({ length: Tq }, (_, i) => 1200 + 37 * i), kPos: Int32Array.from({ length: Tk }, (_, i) => i), mask: { causal } };
+        const d = dims(c, 1, 4, 2, 64);
+        const inp = makeInputs('float32', c, d, 61);
+        const st = emptyState('float32', 1, Tq, 4, 64);
+        k.attnForward(st, inp, d);
+        const ref = refAttention(inp, d);
+        close32(st.out, ref.out, `out causal=${causal}`, [1, Tq, 4, 64]);
+        close32(st.lse, ref.lse, `lse causal=${causal}`, [1, Tq, 4]);
+      }
+    });
     const blockCases = standardCases().filter((c) => /causal self|100\.\.229|window left=5|padding|shuffled/.test(c.name));
     for (const c of blockCases) {
       it(`${c.name}: keys folded in blocks at different global offsets`, () => {
@@ -186,6 +200,24 @@ for (const isa of isas) {
           }
         });
       });
+    });
+    it('long query range (visited in ~1 MiB Q/dO passes): Tq=2600 D=64, causal and not, GQA, 2 threads', () => {
+      const k = use(isa, 2);
+      for (const causal of [false, true]) {
+        const Tq = 2600, Tk = 45;
+        const c = { name: 'long q', Tq, Tk, qPos: Int32Array.from({ length: Tq }, (_, i) => i), kPos: Int32Array.from({ length: Tk }, (_, i) => 57 * i), mask: { causal } };
+        const d = dims(c, 1, 4, 2, 64);
+        const inp = makeInputs('float32', c, d, 71);
+        const dOut = rand32(Tq * 4 * 64, 72);
+        const ref = refAttention(inp, d);
+        const out = Float32Array.from(ref.out), lse = Float32Array.from(ref.lse);
+        const delta = new Float32Array(Tq * 4);
+        k.attnDelta({ delta }, { dOut, out }, { B: 1, T: Tq, H: 4, D: 64 });
+        const g = { dq: new Float32Array(inp.q.length), dk: new Float32Array(inp.k.length), dv: new Float32Array(inp.v.length) };
+        k.attnBackward(g, { ...inp, dOut, out, lse, delta }, d);
+        const r = refAttentionBackward({ ...inp, dOut }, d);
+        for (const name of ['dq', 'dk', 'dv'] as const) close32(g[name], r[name], `${name} causal=${causal}`, undefined, 1e-4, 3e-5);
+      }
     });
     it('key blocks at different global offsets sum to the whole backward', () => {
       const k = use(isa, 2);
