@@ -277,6 +277,26 @@ Napi::Value CopyBytes(const Info& info) {
   return info.Env().Undefined();
 }
 
+// dst[i] += src[i] for two Float32Arrays or two Float64Arrays of one length (the threads
+// transport's reductions: plain IEEE adds, so the result is bitwise the JavaScript loop's).
+template <typename E>
+static void add_into(E* d, const E* s, size_t n) {
+  for (size_t i = 0; i < n; i++) d[i] += s[i];
+}
+Napi::Value AddInto(const Info& info) {
+  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsTypedArray()) throw Napi::TypeError::New(info.Env(), "addInto(dst, src): both must be typed arrays");
+  const napi_typedarray_type t = info[0].As<Napi::TypedArray>().TypedArrayType();
+  if (t != info[1].As<Napi::TypedArray>().TypedArrayType() || (t != napi_float32_array && t != napi_float64_array))
+    throw Napi::TypeError::New(info.Env(), "addInto: dst and src must both be Float32Array or both Float64Array");
+  size_t nd = 0, ns = 0;
+  uint8_t* dp = bytes_of(info, 0, &nd);
+  const uint8_t* sp = bytes_of(info, 1, &ns);
+  if (nd != ns) range_error(info, "addInto: dst has " + std::to_string(nd) + " bytes, src " + std::to_string(ns));
+  if (t == napi_float32_array) add_into(reinterpret_cast<float*>(dp), reinterpret_cast<const float*>(sp), nd / 4);
+  else add_into(reinterpret_cast<double*>(dp), reinterpret_cast<const double*>(sp), nd / 8);
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 // attention and control functions live in addon_attn.cc
@@ -311,6 +331,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   SP_EXPORT("scale", Scale);
   SP_EXPORT("axpy", Axpy);
   SP_EXPORT("copyBytes", CopyBytes);
+  SP_EXPORT("addInto", AddInto);
 #undef SP_EXPORT
   init_attn(env, exports);
   return exports;

@@ -115,7 +115,7 @@ export function runKernelBench(opts: KernelBenchOptions = {}): KernelBenchRecord
       for (const N of attnN) {
         for (const D of [64, 128]) {
           for (const causal of [false, true]) {
-            const runs = smoke ? 1 : N >= 16384 ? (D > 64 ? 1 : 2) : N >= 4096 ? 3 : 7;
+            const runs = smoke ? 1 : N >= 16384 ? (D > 64 ? 2 : 3) : N >= 4096 ? 7 : 9;
             const r = attnCase(k, N, D, causal, runs);
             const shape = { B: 1, N, H: 1, G: 1, D, causal };
             const tag = `N=${N} D=${D}${causal ? ' causal' : ''}`;

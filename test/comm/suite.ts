@@ -33,6 +33,9 @@ export function commSuite(transport: 'inproc' | 'threads'): void {
       it(`... and with the native memmove as the bulk copy (P=${P})`, async () => {
         assert.deepEqual((await run<string[]>(P, 'overwriteAfterSettleNativeCopy')).flat(), []);
       });
+      it(`large float sums through the native bulk add are bitwise the sequential ones (P=${P})`, async () => {
+        assert.deepEqual((await run<string[]>(P, 'largeSumsNativeAdd')).flat(), []);
+      });
     }
     for (const P of [1, 3, 4]) {
       it(`reduceScatter∘allGather == allReduce; allToAll twice is the identity (P=${P})`, async () => {

@@ -10,7 +10,7 @@ import { refMatmul } from '../reference/dense.js';
 import { refAttention, refAttentionBackward } from '../reference/attention.js';
 import { blocks, dims, emptyState, makeInputs, sliceT, standardCases } from './attention-util.js';
 import { close32, guardsIntact, isas, rand32, sharedView, skipReason, use } from './native-util.js';
-import { nativeBulkCopy } from '../../src/kernels/native/index.js';
+import { nativeBulkAdd, nativeBulkCopy } from '../../src/kernels/native/index.js';
 
 const MM_SIZES: [number, number, number][] = [
   [1, 1, 1],
@@ -273,6 +273,28 @@ for (const isa of isas) {
     });
   });
 }
+
+describe('native bulk add (the threads transport reductions)', { skip: skipReason }, () => {
+  it('adds float32 and float64 elementwise, bitwise as the JavaScript loop, guards intact', () => {
+    const add = nativeBulkAdd()!;
+    const a = sharedView(rand32(1001, 5), 3), b = rand32(1001, 6);
+    const want = Float32Array.from(a);
+    for (let i = 0; i < want.length; i++) want[i] = want[i]! + b[i]!;
+    add(a, b);
+    assert.deepEqual(Array.from(a), Array.from(want));
+    assert.ok(guardsIntact(a, 3), 'wrote outside dst');
+    const x = Float64Array.from(rand32(77, 7), (v) => v / 3), y = Float64Array.from(rand32(77, 8), (v) => v / 7);
+    const w = x.map((v, i) => v + y[i]!);
+    add(x, y);
+    assert.deepEqual(Array.from(x), Array.from(w));
+  });
+  it('rejects mixed element types, other types and different lengths', () => {
+    const add = nativeBulkAdd()!;
+    assert.throws(() => add(new Float32Array(4), new Float64Array(4)), /must both be Float32Array or both Float64Array/);
+    assert.throws(() => add(new Int32Array(4) as unknown as Float32Array, new Int32Array(4) as unknown as Float32Array), /must both be Float32Array or both Float64Array/);
+    assert.throws(() => add(new Float32Array(4), new Float32Array(3)), /dst has 16 bytes, src 12/);
+  });
+});
 
 describe('native bulk copy (the threads transport memmove)', { skip: skipReason }, () => {
   it('copies between shared and ordinary views at offsets, bytes exact, guards intact', () => {

@@ -1,9 +1,12 @@
 /**
- * The copy the threads transport uses for bulk data (staging and peer reads). TypedArray.set by
- * default; a rank entry may install a faster one (the native addon's memmove: V8 copies shared
- * memory word by word). Module state is per worker thread, so each rank installs its own.
+ * The copy and the add the threads transport uses for bulk data (staging, peer reads, the sums of
+ * reduceScatter and allReduce). TypedArray.set and a JavaScript loop by default; a rank entry may
+ * install faster ones (the native addon's memmove: V8 copies shared memory word by word; its add
+ * loop: ~4x the JavaScript one on float32, bitwise the same sums). Module state is per worker
+ * thread, so each rank installs its own.
  */
-import type { CommBuf } from '../types.js';
+import type { CommBuf, ReduceOp } from '../types.js';
+import { accumulate } from '../core.js';
 
 export type BulkCopy = (dst: ArrayBufferView, src: ArrayBufferView) => void;
 
@@ -20,4 +23,21 @@ export function setBulkCopy(fn: BulkCopy | null): void {
 export function bulkCopy(dst: CommBuf, src: CommBuf): void {
   if (impl !== null && dst.byteLength >= MIN_BYTES) impl(dst, src);
   else dst.set(src);
+}
+
+export type BulkAdd = (dst: Float32Array | Float64Array, src: Float32Array | Float64Array) => void;
+let addImpl: BulkAdd | null = null;
+
+/** Installs (or with null removes) the bulk float add for this thread's ranks. */
+export function setBulkAdd(fn: BulkAdd | null): void {
+  addImpl = fn;
+}
+
+/** dst op= src (core's accumulate), through the installed add for large float sums. */
+export function bulkAccumulate(dst: CommBuf, src: CommBuf, op: ReduceOp): void {
+  if (addImpl !== null && op !== 'max' && dst.byteLength >= MIN_BYTES && (dst instanceof Float32Array || dst instanceof Float64Array) && src.constructor === dst.constructor) {
+    addImpl(dst, src as Float32Array | Float64Array);
+  } else {
+    accumulate(dst, src, op);
+  }
 }

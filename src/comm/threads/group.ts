@@ -7,11 +7,11 @@
  */
 import type { AxisName, CommArrays, CommBuf, CommDtype, World } from '../types.js';
 import { CommAbortError, CommError } from '../errors.js';
-import { accumulate, checkPairs, COMM_BPE, finishAvg, GroupBase, mismatchMessage, newCommArray, OPS, REDOPS, sameCall, sliceStart, type Call } from '../core.js';
+import { checkPairs, COMM_BPE, finishAvg, GroupBase, mismatchMessage, newCommArray, OPS, REDOPS, sameCall, sliceStart, type Call } from '../core.js';
 import { checkGroupRanks } from '../groups.js';
 import { availableParallelism } from 'node:os';
 import { waitAsync } from './compat.js';
-import { bulkCopy } from './copy.js';
+import { bulkAccumulate, bulkCopy } from './copy.js';
 import { align, ArenaAlloc, F, FF, hash32, Layout, MAX_GROUPS } from './shm.js';
 
 /** What every group of one rank in one run shares. */
@@ -304,7 +304,7 @@ export class ThreadsGroup extends GroupBase {
         const nc = n / P;
         const out = c.b!;
         bulkCopy(out, this.peerView(0, dt, FF.OFF, m * nc * bpe, nc * bpe));
-        for (let k = 1; k < P; k++) accumulate(out, this.peerView(k, dt, FF.OFF, m * nc * bpe, nc * bpe), c.redop);
+        for (let k = 1; k < P; k++) bulkAccumulate(out, this.peerView(k, dt, FF.OFF, m * nc * bpe, nc * bpe), c.redop);
         finishAvg(out, c.redop, P);
         break;
       }
@@ -332,7 +332,7 @@ export class ThreadsGroup extends GroupBase {
     if (hi > lo) {
       const acc = view(ctx.alloc.sab, dt, ctx.f64[ctx.layout.f(gid, m, FF.OFF2)]!, (hi - lo) * bpe);
       bulkCopy(acc, this.peerView(0, dt, FF.OFF, lo * bpe, (hi - lo) * bpe));
-      for (let k = 1; k < P; k++) accumulate(acc, this.peerView(k, dt, FF.OFF, lo * bpe, (hi - lo) * bpe), c.redop);
+      for (let k = 1; k < P; k++) bulkAccumulate(acc, this.peerView(k, dt, FF.OFF, lo * bpe, (hi - lo) * bpe), c.redop);
       finishAvg(acc, c.redop, P);
     }
     Atomics.store(ctx.i32, ctx.layout.i(gid, m, F.RED), s);

@@ -37,6 +37,8 @@ export interface NativeAddon {
   axpy(y: F32, x: F32, a: number): void;
   /** dst.set(src) for equal byte lengths, any typed arrays (memmove). */
   copyBytes?(dst: ArrayBufferView, src: ArrayBufferView): void;
+  /** dst[i] += src[i]; both Float32Array or both Float64Array, same length. */
+  addInto?(dst: Float32Array | Float64Array, src: Float32Array | Float64Array): void;
   attnForward(out: F32, lse: F32, q: F32, k: F32, v: F32, qPos: Int32Array, kPos: Int32Array,
     B: number, Tq: number, Tk: number, H: number, G: number, D: number, scale: number, causal: boolean, left: W, right: W): void;
   attnBackward(dq: F32, dk: F32, dv: F32, dOut: F32, q: F32, k: F32, v: F32, out: F32, lse: F32, delta: F32,

@@ -178,6 +178,14 @@ export function nativeBulkCopy(): ((dst: ArrayBufferView, src: ArrayBufferView) 
   return (dst, src) => copy(dst, src);
 }
 
+/** dst[i] += src[i] for float32 or float64 arrays (comm's setBulkAdd takes it), or null. */
+export function nativeBulkAdd(): ((dst: Float32Array | Float64Array, src: Float32Array | Float64Array) => void) | null {
+  const r = loadAddon();
+  if (!('addon' in r) || !r.addon.addInto) return null;
+  const add = r.addon.addInto;
+  return (dst, src) => add(dst, src);
+}
+
 /** The raw addon (benchmarks: FMA peak loop), or null. */
 export function nativeAddon(): NativeAddon | null {
   const r = loadAddon();
