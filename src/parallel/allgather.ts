@@ -5,7 +5,9 @@
  * order and are folded one by one (each is a contiguous [B, T, G, D] block), so no reordering copy
  * is needed for any layout; blocks entirely in a causal future are skipped.
  *
- * Layout: contiguous (llama3; causal work is imbalanced) or zigzag (TE/Llama-3 paper; balanced).
+ * Layout: zigzag (the Llama-3 paper's load-balanced chunks: every rank holds an early and a late
+ * chunk, so causal work is equal) whenever S splits into 2P chunks, else contiguous (rank P−1 then
+ * does P× rank 0's causal work: N=64K, P=2 trains 1.35× faster than one rank instead of ~1.95×).
  */
 import type { Buf } from '../tensor/dtype.js';
 import type { Kernels } from '../kernels/types.js';
@@ -16,7 +18,14 @@ import { blockDims, checkShapes } from './local.js';
 import { Scratch } from './util.js';
 
 export interface AllGatherOptions {
-  layout?: 'contiguous' | 'zigzag';
+  /** Default 'auto': zigzag when S % 2P == 0, else contiguous. */
+  layout?: 'auto' | 'contiguous' | 'zigzag';
+}
+
+/** The layout the allgather scheme runs on (shared by the op and the trainer's data sharding). */
+export function allgatherLayout(S: number, P: number, layout: AllGatherOptions['layout'] = 'auto'): ChunkedLayout {
+  const zig = layout === 'zigzag' || (layout === 'auto' && S % (2 * P) === 0 && S > 0);
+  return zig ? zigzagLayout(S, P, 'allgather') : contiguousLayout(S, P, 'allgather');
 }
 
 function minMax(p: Int32Array): [number, number] {
@@ -37,7 +46,7 @@ export function createAllGatherAttention(
 ): AttentionOp & { readonly scratch: Scratch; readonly positions: Int32Array } {
   const P = group.size;
   const r = group.rank;
-  const layout: ChunkedLayout = opts.layout === 'zigzag' ? zigzagLayout(S, P, 'allgather') : contiguousLayout(S, P, 'allgather');
+  const layout: ChunkedLayout = allgatherLayout(S, P, opts.layout);
   const pos = Array.from({ length: P }, (_, j) => layout.positions(j));
   const [, qHi] = minMax(pos[r]!);
   // A block can be skipped under a causal mask when all its keys come after all our queries.
@@ -102,10 +111,9 @@ export function createAllGatherAttention(
       const mine = scratch.alloc(g.dk, 2 * n);
       // P × [2, B, T, G, D] dK|dV -reduceScatter(sp, sum)-> [2, B, T, G, D] of our own block.
       await group.reduceScatter(mine, dAll, 'sum');
-      for (let e = 0; e < n; e++) {
-        g.dk[e] = g.dk[e]! + mine[e]!;
-        g.dv[e] = g.dv[e]! + mine[n + e]!;
-      }
+      // dk += dK, dv += dV (axpy with a = 1: bitwise y + x)
+      kernels.axpy(g.dk, mine.subarray(0, n), 1);
+      kernels.axpy(g.dv, mine.subarray(n, 2 * n), 1);
     },
   };
 }

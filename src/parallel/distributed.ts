@@ -46,7 +46,7 @@ export interface DistributedAttentionOptions {
   kernels?: Kernels;
   /** Ring schemes: overlap transfers with compute (default true). */
   overlap?: boolean;
-  allgatherLayout?: 'contiguous' | 'zigzag';
+  allgatherLayout?: 'auto' | 'contiguous' | 'zigzag';
   timeoutMs?: number;
   /** threads: reuse these P workers (warm JIT, no start-up) instead of starting new ones. */
   pool?: ThreadsPool;

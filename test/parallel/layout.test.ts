@@ -115,6 +115,20 @@ describe('ring tile rules and load balance', () => {
     });
   }
 
+  it('allgather: zigzag layout (equal causal pairs per rank) by default when S splits into 2P chunks, contiguous otherwise or on request', () => {
+    for (const P of [2, 3, 4]) {
+      const S = 8 * P;
+      const L = layoutFor('allgather', S, P);
+      for (let r = 0; r < P; r++) assert.deepEqual(arr(L.positions(r)), arr(zigzagLayout(S, P).positions(r)), `P=${P} rank ${r}`);
+      const pairs = Array.from({ length: P }, (_, r) => allowedPairs(L.positions(r), S, true));
+      assert.ok(pairs.every((x) => x === pairs[0]), `allgather P=${P}: pairs per rank ${pairs.join(',')}`);
+      const odd = layoutFor('allgather', 3 * P, P); // 3P tokens: 2P chunks do not divide them
+      assert.deepEqual(arr(odd.positions(P - 1)), arr(contiguousLayout(3 * P, P).positions(P - 1)));
+      const asked = layoutFor('allgather', S, P, { allgatherLayout: 'contiguous' });
+      assert.deepEqual(arr(asked.positions(0)), arr(contiguousLayout(S, P).positions(0)));
+    }
+  });
+
   it('zigzag: every rank has the same number of causal (q, k) pairs and the same tile area per step; plain ring does not', () => {
     for (const P of [2, 3, 4, 8]) {
       const S = 16 * P;
