@@ -234,11 +234,15 @@ constexpr int64_t KC5 = SP_KC5, NC5 = SP_NC5;
 constexpr int64_t MC5 = 96;
 static void gemm_avx512(const GemmArgs& g) {
   alignas(64) float tmp[MR5 * NR5];
-  float* bufB = sp_scratch(1, (size_t)(KC5 * round_up(imin(NC5, g.n), NR5)));
+  // The B block holds KC5 x NC5 floats (512 KiB); a shorter k (forward and dx at width 192-768)
+  // fits that many more columns, so each 6-row A panel serves more of them per visit.
+  const int64_t kc0 = imin(KC5, g.k);
+  const int64_t ncb = imax(NC5, (KC5 * NC5 / kc0) / NR5 * NR5);
+  float* bufB = sp_scratch(1, (size_t)(kc0 * round_up(imin(ncb, g.n), NR5)));
   const bool packA5 = g.ars == 1 && g.acs != 1;
   float* bufA = packA5 ? sp_scratch(0, (size_t)(MC5 * KC5)) : nullptr;
-  for (int64_t jc = 0; jc < g.n; jc += NC5) {
-    const int64_t nc = imin(NC5, g.n - jc);
+  for (int64_t jc = 0; jc < g.n; jc += ncb) {
+    const int64_t nc = imin(ncb, g.n - jc);
     for (int64_t pc = 0; pc < g.k; pc += KC5) {
       const int64_t kc = imin(KC5, g.k - pc);
       const bool acc = g.accumulate || pc > 0;

@@ -23,6 +23,7 @@ const MM_SIZES: [number, number, number][] = [
   // 2-column tail, N = 200 leaves 8 rows (a 6-row tile and a 2-row one)
   [200, 531, 258],
   [520, 70, 130], // dW's k (= N) crosses 512; 130 columns: two full 64-wide panels and a tail
+  [40, 100, 1400], // short k widens the B block (1280 columns at k = 100): M crosses it with a tail
 ];
 
 for (const isa of isas) {
