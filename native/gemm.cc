@@ -1,4 +1,6 @@
 // Blocked, packed SGEMM (BLIS loop order) and the matmul forward/backward built on it.
+// AVX-512 has its own blocking (gemm_avx512 below: 6 x 64 tile, B block in L2, A in place); the
+// 16-register ISAs use:
 //   short k: pack all of B into NR-wide panels once; jc (NCS columns of C) -> ic (MCS rows) -> pc
 //   (KCS of k; pack A block MCSxKCS into MR-tall panels, or use row-major A as is) -> jr (NR) ->
 //   ir (MR) -> tile.

@@ -2,7 +2,8 @@
 //   C[MR][NV*W] (= or +=) sum_{k<K} A(k, r) * B[k][0 .. NV*W)
 //   A(k, r) = A[k*ak + r*ar]   (broadcast operand: packed panel, a query row, a P/dS tile, ...)
 //   B[k][:]  = B + k*ldb        (vector operand: NV full vectors per k, no tails)
-// MR*NV accumulators stay in registers (AVX2: 6x2 of 16 ymm; AVX-512: 12x2 of 32 zmm).
+// MR*NV accumulators stay in registers (AVX2: 6x2 of 16 ymm; AVX-512: 6x4, or 12x2 for 2-vector
+// column blocks, of 32 zmm).
 #pragma once
 #include "simd.h"
 
