@@ -100,6 +100,12 @@ export interface SpTrainBenchOptions {
   smoke?: boolean;
   /** Skip RSA (a pure-TypeScript, materialised-score baseline) when its scores would exceed this many bytes per rank (default 70 MiB). */
   rsaMaxScoreBytes?: number;
+  /**
+   * 'each': time the one-rank step again right before every scheme and take that scheme's
+   * speedup against it, so drift of a shared machine between cases does not bias the ratios
+   * (costs one more one-rank case per scheme). Default 'once'.
+   */
+  baseline?: 'once' | 'each';
   log?: (s: string) => void;
 }
 
@@ -117,10 +123,11 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
   const entry = (args: SpStepArgs) => ({ module: new URL(import.meta.url), fn: 'spStepEntry', args });
   const rows: Record<string, unknown>[] = [];
   for (const N of Ns) {
-    const [base] = await runRanks<SpStepResult>(1, entry({ scheme: 'local', sp: 1, ulysses: 1, N, reps, warmup, backend }), { transport: 'inproc', timeoutMs: 0 });
-    const baseSec = median(base!.stepSecs);
-    log(`N=${N} one rank: ${baseSec.toFixed(3)} s/step, peak ${(base!.peakBytes / 2 ** 20).toFixed(1)} MiB (${base!.backend})`);
-    const baseRow = { bench: 'sp-train', scheme: 'local', N, P: 1, reps, warmup, stepSec: baseSec, tokensPerSec: N / baseSec, speedup: 1, peakBytes: base!.peakBytes, scratchBytes: base!.scratchBytes, backend: base!.backend, smoke: !!o.smoke };
+    const oneRank = async () => (await runRanks<SpStepResult>(1, entry({ scheme: 'local', sp: 1, ulysses: 1, N, reps, warmup, backend }), { transport: 'inproc', timeoutMs: 0 }))[0]!;
+    const base = await oneRank();
+    let baseSec = median(base.stepSecs);
+    log(`N=${N} one rank: ${baseSec.toFixed(3)} s/step, peak ${(base.peakBytes / 2 ** 20).toFixed(1)} MiB (${base.backend})`);
+    const baseRow = { bench: 'sp-train', scheme: 'local', N, P: 1, reps, warmup, stepSec: baseSec, tokensPerSec: N / baseSec, speedup: 1, peakBytes: base.peakBytes, scratchBytes: base.scratchBytes, backend: base.backend, smoke: !!o.smoke };
     rows.push(baseRow);
     if (!o.smoke) appendResult('sp-train', baseRow);
     for (const P of Ps) {
@@ -131,9 +138,10 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
           log(`  ${s.scheme} P=${P}: skipped (materialised scores exceed the budget)`);
           continue;
         }
+        if (o.baseline === 'each') baseSec = median((await oneRank()).stepSecs);
         const res = await runRanks<SpStepResult>(P, entry({ scheme: s.scheme, sp: P, ulysses: u, N, reps, warmup, backend }), { transport: 'threads', timeoutMs: 0 });
-        const rel = Math.abs(res[0]!.firstLoss - base!.firstLoss) / Math.abs(base!.firstLoss);
-        if (!(rel < 1e-4)) throw new Error(`sp bench check: ${s.scheme} P=${P} N=${N} first loss ${res[0]!.firstLoss} != single-rank ${base!.firstLoss}`);
+        const rel = Math.abs(res[0]!.firstLoss - base.firstLoss) / Math.abs(base.firstLoss);
+        if (!(rel < 1e-4)) throw new Error(`sp bench check: ${s.scheme} P=${P} N=${N} first loss ${res[0]!.firstLoss} != single-rank ${base.firstLoss}`);
         const sec = median(res[0]!.stepSecs);
         const peak = Math.max(...res.map((r) => r.peakBytes + r.scratchBytes));
         const comm = res.reduce<Record<string, number>>((acc, r) => {
@@ -144,14 +152,14 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
         const predicted = cost(s.scheme, dims, P, { ulysses: u }).commBytes;
         const row = {
           bench: 'sp-train', scheme: s.scheme, ulysses: u > 1 ? u : undefined, N, P, reps, warmup, stepSec: sec, allStepSec: res[0]!.stepSecs, tokensPerSec: N / sec,
-          speedup: baseSec / sec, peakBytes: peak, baselinePeakBytes: base!.peakBytes + base!.scratchBytes,
+          speedup: baseSec / sec, baselineSec: baseSec, baseline: o.baseline ?? 'once', peakBytes: peak, baselinePeakBytes: base.peakBytes + base.scratchBytes,
           commBytesPerRankPerStep: comm, predictedAttnCommBytesPerLayer: predicted, layers: REFERENCE_MODEL.layers,
           firstLossRelErr: rel, backend: res[0]!.backend, cores: cpus().length, smoke: !!o.smoke,
         };
         rows.push(row);
         // Appended as each case finishes, so an interrupted sweep keeps what it measured.
         if (!o.smoke) appendResult('sp-train', row);
-        log(`  ${s.scheme.padEnd(9)} P=${P}: ${sec.toFixed(3)} s/step, ×${(baseSec / sec).toFixed(2)}, peak/rank ${(peak / 2 ** 20).toFixed(1)} MiB`);
+        log(`  ${s.scheme.padEnd(9)} P=${P}: ${sec.toFixed(3)} s/step, ×${(baseSec / sec).toFixed(2)}${o.baseline === 'each' ? ` (one rank just before: ${baseSec.toFixed(3)} s)` : ''}, peak/rank ${(peak / 2 ** 20).toFixed(1)} MiB`);
       }
     }
   }

@@ -16,7 +16,8 @@ Themes
   sp [--n 4096,16384] [--p 2,4] [--schemes ulysses,zigzag,...] [--reps 2] [--warmup 1]
                           training step of the reference model on one sequence split over P ranks,
                           per scheme, vs one rank on one core: speedup, memory, comm bytes
-                          (--warmup 0 times the first step: for N = 64K, where a step takes minutes)
+                          (--warmup 0 times the first step: for N = 64K, where a step takes minutes;
+                          --baseline each re-times the one-rank step before every scheme)
   sp-attn [--n 4096,16384] [--p 2,4]
                           the attention layer alone (forward + backward) per scheme
 `;
@@ -37,7 +38,7 @@ function intList(argv: string[], name: string): number[] | undefined {
   return xs;
 }
 
-const KNOWN = new Set(['--smoke', '--threads', '--backend', '--n', '--p', '--schemes', '--reps', '--warmup', '--help']);
+const KNOWN = new Set(['--smoke', '--threads', '--backend', '--n', '--p', '--schemes', '--reps', '--warmup', '--baseline', '--help']);
 
 export async function runBenchCommand(argv: string[]): Promise<number> {
   const [theme, ...rest] = argv;
@@ -97,7 +98,9 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
         const schemes = names ? SP_BENCH_SCHEMES.filter((x) => names.includes(x.scheme)) : undefined;
         const warmup = flagValue(rest, '--warmup');
         if (warmup !== undefined && warmup !== '0' && warmup !== '1') throw new UsageError(`--warmup ${warmup}: must be 0 or 1`);
-        await runSpTrainBench({ smoke, Ns: intList(rest, '--n'), Ps: intList(rest, '--p'), schemes, reps: intList(rest, '--reps')?.[0], warmup: warmup === undefined ? undefined : Number(warmup), log });
+        const baseline = flagValue(rest, '--baseline');
+        if (baseline !== undefined && baseline !== 'once' && baseline !== 'each') throw new UsageError(`--baseline ${baseline}: must be once or each`);
+        await runSpTrainBench({ smoke, Ns: intList(rest, '--n'), Ps: intList(rest, '--p'), schemes, reps: intList(rest, '--reps')?.[0], warmup: warmup === undefined ? undefined : Number(warmup), baseline, log });
         return 0;
       }
       case 'sp-attn': {
