@@ -12,6 +12,7 @@
 
 namespace SP_NS {
 
+#if !defined(__AVX512F__)  // blocking of the 16-register path (AVX-512: gemm_avx512 below)
 constexpr int MR = kMR;
 constexpr int NV = (W == 1) ? 2 : 2;
 constexpr int NR = NV * W;
@@ -50,6 +51,7 @@ constexpr int64_t KLONG = 2048;
 #define SP_DIRECT_NC 128
 #endif
 constexpr bool DIRECT_A = SP_DIRECT_A;              // above: B block kept in L2 instead of C block
+#endif
 
 // Rows of a packed panel copied together: a few source rows (consecutive k) are read for every
 // panel before moving on, so each source row is read sequentially instead of one 24/64-byte
@@ -69,6 +71,7 @@ static void pack_contig(float* dst, const float* src, int64_t ks, int64_t panels
   }
 }
 
+#if !defined(__AVX512F__)
 // dst[panel][k][MR] <- A(i0 + panel*MR + r, p0 + k), zero rows past mc.
 static void packA(float* dst, const GemmArgs& g, int64_t i0, int64_t mc, int64_t p0, int64_t kc) {
   int64_t ip = 0;
@@ -96,6 +99,7 @@ static void packA(float* dst, const GemmArgs& g, int64_t i0, int64_t mc, int64_t
   }
 }
 
+#endif
 
 // dst[panel][k][NRP] <- B(p0 + k, j0 + panel*NRP + c), zero columns past nc.
 template <int NRP>
@@ -139,6 +143,7 @@ static void packB_w(float* dst, const GemmArgs& g, int64_t p0, int64_t kc, int64
       for (int64_t k = 0; k < kc; k++) d[k * NR + c] = 0.0f;
   }
 }
+#if !defined(__AVX512F__)
 static void packB(float* dst, const GemmArgs& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc) {
   packB_w<NR>(dst, g, p0, kc, j0, nc);
 }
@@ -216,6 +221,8 @@ static void gemm_short_k(const GemmArgs& g) {
     }
   }
 }
+
+#endif  // !__AVX512F__
 
 #if defined(__AVX512F__)
 // AVX-512 (32 zmm): a 6 x 64 tile (24 accumulators, 4 vector loads + 6 broadcasts per k; 95 % of

@@ -17,13 +17,15 @@ import { contiguousLayout, zigzagLayout, type ChunkedLayout } from './layout.js'
 import { blockDims, checkShapes } from './local.js';
 import { Scratch } from './util.js';
 
+/** allgather's token layout: 'auto' (the default) is zigzag when S % 2P == 0, else contiguous. */
+export type AllGatherLayout = 'auto' | 'contiguous' | 'zigzag';
+
 export interface AllGatherOptions {
-  /** Default 'auto': zigzag when S % 2P == 0, else contiguous. */
-  layout?: 'auto' | 'contiguous' | 'zigzag';
+  layout?: AllGatherLayout;
 }
 
 /** The layout the allgather scheme runs on (shared by the op and the trainer's data sharding). */
-export function allgatherLayout(S: number, P: number, layout: AllGatherOptions['layout'] = 'auto'): ChunkedLayout {
+export function allgatherLayout(S: number, P: number, layout: AllGatherLayout = 'auto'): ChunkedLayout {
   const zig = layout === 'zigzag' || (layout === 'auto' && S % (2 * P) === 0 && S > 0);
   return zig ? zigzagLayout(S, P, 'allgather') : contiguousLayout(S, P, 'allgather');
 }

@@ -15,6 +15,7 @@ import type { ThreadsPool } from '../comm/threads/launcher.js';
 import { DeviceMesh } from '../comm/mesh.js';
 import { jsKernels } from '../kernels/js/index.js';
 import type { AttnDims, SchemeName } from './types.js';
+import type { AllGatherLayout } from './allgather.js';
 import { gatherTokens, unshardTokens } from './layout.js';
 import { createAttention, layoutFor, validateScheme } from './index.js';
 
@@ -46,7 +47,7 @@ export interface DistributedAttentionOptions {
   kernels?: Kernels;
   /** Ring schemes: overlap transfers with compute (default true). */
   overlap?: boolean;
-  allgatherLayout?: 'auto' | 'contiguous' | 'zigzag';
+  allgatherLayout?: AllGatherLayout;
   timeoutMs?: number;
   /** threads: reuse these P workers (warm JIT, no start-up) instead of starting new ones. */
   pool?: ThreadsPool;

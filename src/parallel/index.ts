@@ -16,7 +16,7 @@ import { allowedPairs, contiguousLayout, hybridLayout, stripeLayout, zigzagLayou
 import { createLocalAttention } from './local.js';
 import { createRingAttention } from './ring.js';
 import { createUlyssesAttention, ulyssesSplits } from './ulysses.js';
-import { allgatherLayout, createAllGatherAttention } from './allgather.js';
+import { allgatherLayout, createAllGatherAttention, type AllGatherLayout } from './allgather.js';
 import { createRsaAttention } from './rsa.js';
 import { createHybridAttention } from './hybrid.js';
 import type { Scratch } from './util.js';
@@ -45,14 +45,14 @@ export interface AttentionOptions {
   /** Ring schemes: start transfers before compute (default true); false = synchronous. */
   overlap?: boolean;
   /** allgather: token layout (default auto: zigzag when S % 2P == 0, else contiguous). */
-  allgatherLayout?: 'auto' | 'contiguous' | 'zigzag';
+  allgatherLayout?: AllGatherLayout;
 }
 
 /** An AttentionOp plus what the trainer and benchmarks need: this rank's positions and scratch stats. */
 export type SpAttention = AttentionOp & { readonly positions: Int32Array; readonly scratch: Scratch };
 
 /** Layout of a scheme over P ranks (hybrid: P = ulysses · ring, `ulysses` required). */
-export function layoutFor(scheme: SchemeName, S: number, P: number, opts: { ulysses?: number; allgatherLayout?: 'auto' | 'contiguous' | 'zigzag' } = {}): ChunkedLayout {
+export function layoutFor(scheme: SchemeName, S: number, P: number, opts: { ulysses?: number; allgatherLayout?: AllGatherLayout } = {}): ChunkedLayout {
   switch (scheme) {
     case 'local':
       if (P !== 1) throw new Error(`local: sp=${P}, expected 1`);
@@ -84,7 +84,7 @@ export interface SchemeConfig {
   G: number;
   /** hybrid only: size of the ulysses axis (ring = P / ulysses). */
   ulysses?: number;
-  allgatherLayout?: 'auto' | 'contiguous' | 'zigzag';
+  allgatherLayout?: AllGatherLayout;
 }
 
 /** Throws a one-line error when the scheme cannot run this configuration exactly. */
@@ -141,7 +141,7 @@ export interface CostOptions {
   bytesPerElement?: number;
   /** hybrid: size of the ulysses axis. */
   ulysses?: number;
-  allgatherLayout?: 'auto' | 'contiguous' | 'zigzag';
+  allgatherLayout?: AllGatherLayout;
 }
 
 /** Every collective call one rank makes for forward + backward, in call order. */

@@ -65,7 +65,7 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
    * rectangle: the tiles it adds are ones the rule proved hold no allowed pair, and the kernel's
    * own position-range tile test skips each of their sub-tiles without computing it (chunks are
    * multiples of its tiles in the usual case). Fewer, larger calls: zigzag's own block is one
-   * 2-chunk × 2-chunk call instead of three 1 × 1 ones (N=4K, P=2: 3 % off the attention time).
+   * 2-chunk × 2-chunk call instead of three 1 × 1 ones.
    */
   const tileCalls = (causal: boolean, j: number, merge: boolean): [number, number, number, number][] => {
     const on: [number, number][] = [];
