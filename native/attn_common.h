@@ -31,6 +31,28 @@ static const float kNegInf = -__builtin_inff();
 // 2^x for softmax probabilities: degree-5 polynomial (max relative error 2e-7 in float), same
 // rounding trick and exact zero for x <= -127 (-inf, and NaN from -inf - -inf) as vexp2. HI: also
 // clamp above at 127 (the forward's x = s - rowmax is never positive, so it skips that).
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+// AVX-512: 8 vector ops instead of 11. f = x - floor(x) in [0, 1) in one vreduceps, and
+// vscalefps multiplies by 2^floor(x) (no integer exponent assembly). Polynomial refitted for
+// [0, 1) with p(0) = 1 (so a row's maximum gets exactly 1): max relative error 1.6e-7 in float.
+// Lanes with x < -126 (masked -inf, NaN from -inf - -inf, and values whose result would be
+// subnormal) are zeroed by the write mask instead of computed: an underflowing vscalefps takes a
+// microcode assist on Intel (measured: causal N=1024 forward 9 % slower when -inf was clamped to
+// -200 and scaled down to 0).
+template <bool HI>
+static inline vf vexp2_p(vf x) {
+  const __mmask16 live = _mm512_cmp_ps_mask(x, vset1(-126.0f), _CMP_GE_OQ);
+  if (HI) x = vmin(x, vset1(127.0f));
+  const vf f = _mm512_reduce_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  vf p = vset1(1.8671263242e-03f);
+  p = vfma(p, f, vset1(9.0170381591e-03f));
+  p = vfma(p, f, vset1(5.5799908936e-02f));
+  p = vfma(p, f, vset1(2.4016445875e-01f));
+  p = vfma(p, f, vset1(6.9315129519e-01f));
+  p = vfma(p, f, vset1(1.0f));
+  return _mm512_maskz_scalef_ps(live, p, x);
+}
+#else
 template <bool HI>
 static inline vf vexp2_p(vf x) {
   x = vmax(x, vset1(-127.0f));
@@ -46,6 +68,7 @@ static inline vf vexp2_p(vf x) {
   p = vfma(p, f, vset1(1.0f));
   return vmul(p, vshl23(t));
 }
+#endif
 
 // Allowed keys for a query at position qp form the interval [lo(qp), hi(qp)] (empty for qp < 0);
 // lo and hi are non-decreasing in qp. Positions are < 2^24 (checked by the glue), so clamping

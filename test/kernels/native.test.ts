@@ -135,6 +135,37 @@ for (const isa of isas) {
         close32(st.lse, ref.lse, `lse causal=${causal}`, [1, Tq, 4]);
       }
     });
+    it('score spread past 2^-126 (probabilities that flush to zero in the softmax exp), causal and not, with backward', () => {
+      const k = use(isa);
+      for (const causal of [false, true]) {
+        const T = 70;
+        const c = { name: 'spread', Tq: T, Tk: T, qPos: Int32Array.from({ length: T }, (_, i) => i), kPos: Int32Array.from({ length: T }, (_, i) => i), mask: { causal } };
+        const d = dims(c, 1, 2, 1, 64);
+        const inp = makeInputs('float32', c, d, 17);
+        for (let e = 0; e < inp.q.length; e++) inp.q[e]! *= 60; // scores now span hundreds of log2 units per row
+        // the case tests what it says: query 69 (head 0) sees scores more than 126 log2 units apart
+        const sc = Array.from({ length: T }, (_, j) => {
+          let x = 0;
+          for (let e = 0; e < 64; e++) x += inp.q[(69 * 2) * 64 + e]! * inp.k[j * 64 + e]!;
+          return x * d.scale * Math.LOG2E;
+        });
+        assert.ok(Math.max(...sc) - Math.min(...sc) > 126, `spread ${Math.max(...sc) - Math.min(...sc)}`);
+        const st = emptyState('float32', 1, T, 2, 64);
+        k.attnForward(st, inp, d);
+        const ref = refAttention(inp, d);
+        assert.ok(st.out.every(Number.isFinite) && st.lse.every(Number.isFinite), 'finite out and lse');
+        close32(st.out, ref.out, `out causal=${causal}`, [1, T, 2, 64]);
+        close32(st.lse, ref.lse, `lse causal=${causal}`, [1, T, 2]);
+        const dOut = rand32(st.out.length, 23);
+        const g = { dq: new Float32Array(inp.q.length), dk: new Float32Array(inp.k.length), dv: new Float32Array(inp.v.length) };
+        const delta = new Float32Array(st.lse.length);
+        k.attnDelta({ delta }, { dOut, out: st.out }, { B: 1, T, H: 2, D: 64 });
+        k.attnBackward(g, { ...inp, dOut, out: st.out, lse: st.lse, delta }, d);
+        const rg = refAttentionBackward({ ...inp, dOut }, d);
+        close32(g.dv, rg.dv, `dv causal=${causal}`, undefined, 1e-5, 3e-5);
+        assert.ok(g.dq.every(Number.isFinite) && g.dk.every(Number.isFinite), 'finite dq, dk');
+      }
+    });
     const blockCases = standardCases().filter((c) => /causal self|100\.\.229|window left=5|padding|shuffled/.test(c.name));
     for (const c of blockCases) {
       it(`${c.name}: keys folded in blocks at different global offsets`, () => {
