@@ -155,7 +155,8 @@ export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOpti
     const bwd: PlannedCall[] = [];
     for (let s = 0; s < Pr; s++) {
       if (s < Pr - 1) bwd.push({ axis, op: 'sendRecv', bufBytes: 2 * n * beta, P: Pr, remote: true });
-      if (Pr > 1) bwd.push({ axis, op: 'sendRecv', bufBytes: 2 * n * beta, P: Pr, remote: true });
+      // dK|dV accumulators travel P − 1 hops (ring.ts): one per step after the first
+      if (s >= 1) bwd.push({ axis, op: 'sendRecv', bufBytes: 2 * n * beta, P: Pr, remote: true });
     }
     return { fwd, bwd };
   };

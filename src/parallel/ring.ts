@@ -6,8 +6,10 @@
  * equal chunks) and in the tile rule (which (query chunk, key chunk) tiles can hold an allowed pair;
  * the others are skipped without a kernel call).
  *
- * Backward: the kv blocks travel again, with a dK/dV accumulator that starts at its owner, collects
- * every rank's contribution as it moves, and is back at the owner after exactly P hops (C5).
+ * Backward: the kv blocks travel again. The owner's own dK/dV contribution stays home; the
+ * accumulator of block j starts at rank j+1, collects every other rank's contribution as it moves,
+ * and reaches the owner after P−1 hops (TransformerEngine's schedule; ring_flash_attn starts it at
+ * the owner and needs P hops, algorithms.md C5).
  */
 import type { Buf } from '../tensor/dtype.js';
 import type { Kernels } from '../kernels/types.js';
@@ -167,10 +169,14 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
       const dqC = dqV ?? qC.map(() => scratch.alloc(g.dq, B * Tc * H * D).fill(0));
       let cur = packKV(i.k, i.v, d);
       let nxt = scratch.alloc(cur, 2 * n);
-      // Travelling dK|dV accumulators (double-buffered: one in flight, one received) and this
-      // step's local contribution, all packed like kv. Scratch is reused: acc[0] is the first target, so zero it.
-      const acc = [scratch.alloc(cur, 2 * n).fill(0), scratch.alloc(cur, 2 * n)];
-      const local = scratch.alloc(cur, 2 * n);
+      // dK|dV of our own block stays home (step 0 computes it there). The accumulator of block j
+      // starts at rank j + 1, the first other rank to see it, collects one contribution per hop and
+      // reaches its owner after P − 1 hops, where it is added to the home part: P − 1 transfers of
+      // dK|dV per backward, not P. Double-buffered (one in flight, one received), packed like kv;
+      // `local` is a step's contribution while the arriving accumulator is still in flight.
+      const home = scratch.alloc(cur, 2 * n).fill(0);
+      const acc = P > 1 ? [scratch.alloc(cur, 2 * n), scratch.alloc(cur, 2 * n)] : [];
+      const local = P > 2 ? scratch.alloc(cur, 2 * n) : null;
       let ai = 0;
       let accPending: Promise<void> | null = null;
       for (let s = 0; s < P; s++) {
@@ -181,8 +187,9 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
           await pending;
           pending = null;
         }
-        const target = s === 0 ? acc[0]! : local;
-        if (s > 0) target.fill(0);
+        // s = 0: home; s = 1: a fresh accumulator (nothing to add yet); s >= 2: `local`, added
+        // to the accumulator that arrives from r − 1 meanwhile.
+        const target = s === 0 ? home : s === 1 ? acc[ai]!.fill(0) : local!.fill(0);
         for (const [q0, q1, k0, k1] of tileCalls(d.causal, j, merge)) {
           const [k, v] = kvChunk(cur, k0, k1, n);
           const [dk, dv] = kvChunk(target, k0, k1, n);
@@ -193,13 +200,14 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
             blockDims(d, (q1 - q0) * Tc, (k1 - k0) * Tc),
           );
         }
-        if (s > 0) {
+        if (s >= 2) {
           // The accumulator of block j arrived from r−1 during this step's compute: add ours.
           await accPending;
-          add(acc[ai]!, local);
+          add(acc[ai]!, local!);
         }
-        if (P > 1) {
-          // [2, B, T, G, D] dK|dV of block j -sendRecv(ring: to r+1, from r−1)-> accumulator of block j−1.
+        if (s >= 1) {
+          // [2, B, T, G, D] dK|dV of block j -sendRecv(ring: to r+1, from r−1)-> accumulator of block j−1
+          // (at the last step: to block j's owner r + 1, and ours arrives).
           accPending = group.sendRecv(acc[ai]!, next, acc[1 - ai]!, prev);
           ai = 1 - ai;
           if (!overlap) {
@@ -212,9 +220,9 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
           [cur, nxt] = [nxt, cur];
         }
       }
-      // After P hops the accumulator that arrives is the one of our own block (rank r − P ≡ r).
+      // The accumulator that arrives last is our own block's, from ranks r + 1 .. r + P − 1.
       if (accPending) await accPending;
-      const home = acc[ai]!;
+      if (P > 1) add(home, acc[ai]!);
       // [2][c][B, T/c, G, D] -join-> [B, T, G, D] dk, dv (+=): one add each when chunks are contiguous.
       const row = d.G * D;
       const m = n / c;
