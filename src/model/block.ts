@@ -105,7 +105,7 @@ export async function blockForward(c: BlockCtx, l: number, a: BlockActs, s: Bloc
   k.ropeForward({ out: a.k }, { x: a.k, pos: c.pos }, { ...rope, H: cfg.kvHeads });
   a.att.fill(0);
   a.lse.fill(-Infinity);
-  await c.attn.forward({ out: a.att, lse: a.lse }, { q: a.q, k: a.k, v: a.v }, dims);
+  await c.attn.forward({ out: a.att, lse: a.lse }, { q: a.q, k: a.k, v: a.v }, dims, l);
   linear(c, a.x2, a.att, `h.${l}.attn.proj`, N, HD, C);
   k.axpy(a.x2, x, 1);
 
@@ -142,7 +142,7 @@ export async function blockBackward(c: BlockCtx, l: number, a: BlockActs, s: Blo
   s.dq.fill(0);
   s.dk.fill(0);
   s.dv.fill(0);
-  await c.attn.backward({ dq: s.dq, dk: s.dk, dv: s.dv }, { dOut: s.dAtt, q: a.q, k: a.k, v: a.v, out: a.att, lse: a.lse }, dims);
+  await c.attn.backward({ dq: s.dq, dk: s.dk, dv: s.dv }, { dOut: s.dAtt, q: a.q, k: a.k, v: a.v, out: a.att, lse: a.lse }, dims, l);
   // Undo RoPE on dq, dk while packing into dqkv [N, (H+2G)·D]; reuse dAtt / dNorm-sized scratch.
   const dqPre = s.dAtt;
   dqPre.fill(0);

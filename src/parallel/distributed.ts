@@ -110,7 +110,9 @@ async function rankBody(world: World, a: RankArgs, kernels: Kernels): Promise<Ra
   const out = allocBuf(dtypeOf(o.q), B * T * H * D);
   const lse = allocBuf(dtypeOf(o.q), B * T * H);
   let t0 = performance.now();
-  await op.forward({ out, lse }, { q, k, v }, d);
+  // With dOut, key 0 lets the op keep what its backward needs (Ulysses: head-side q, k, v, out, lse).
+  const key = o.dOut ? 0 : undefined;
+  await op.forward({ out, lse }, { q, k, v }, d, key);
   const forwardSec = (performance.now() - t0) / 1000;
   const res: RankResult = { out, lse, commBytes: {}, records: {}, scratchBytes: 0, positions: pos, forwardSec, backwardSec: 0 };
   if (o.dOut) {
@@ -119,7 +121,7 @@ async function rankBody(world: World, a: RankArgs, kernels: Kernels): Promise<Ra
     res.dk = allocBuf(dtypeOf(o.q), k.length);
     res.dv = allocBuf(dtypeOf(o.q), v.length);
     t0 = performance.now();
-    await op.backward({ dq: res.dq, dk: res.dk, dv: res.dv }, { dOut, q, k, v, out, lse }, d);
+    await op.backward({ dq: res.dq, dk: res.dk, dv: res.dv }, { dOut, q, k, v, out, lse }, d, key);
     res.backwardSec = (performance.now() - t0) / 1000;
   }
   // One log per group; with an unsplit sp the ring group is a different group over the same ranks.

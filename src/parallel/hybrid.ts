@@ -38,17 +38,17 @@ export function createHybridAttention(
     layout,
     scratch,
     positions: layout.positions(spIndex),
-    async forward(o, i, d) {
+    async forward(o, i, d, key) {
       check(d);
       checkShapes('hybrid', d, { ...o, ...i });
       scratch.begin();
-      await wrap.forward(o, i, d);
+      await wrap.forward(o, i, d, key);
     },
-    async backward(g, i, d) {
+    async backward(g, i, d, key) {
       check(d);
       checkShapes('hybrid', d, { ...g, ...i });
       scratch.begin();
-      await wrap.backward(g, i, d);
+      await wrap.backward(g, i, d, key);
     },
   };
 }

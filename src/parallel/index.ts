@@ -4,7 +4,8 @@
  * Decisions (see also the scheme files):
  * - zigzag and stripe accept non-causal attention (exact, just no reason to reorder); USP needs it.
  * - zigzag works for any P, odd included, as long as S % 2P == 0.
- * - every op is stateless between forward and backward; backward exchanges what it needs again.
+ * - ops keep nothing between forward and backward unless called with a key (AttentionOp): then
+ *   Ulysses and hybrid keep their head-side q, k, v, out, lse and backward exchanges only dOut.
  * - cost(): bytes are computed call by call with the comm layer's own `sentBytes`, in the order
  *   the op makes the calls, so they equal the CommLog totals exactly (fwd + bwd, per axis).
  */
@@ -142,6 +143,12 @@ export interface CostOptions {
   /** hybrid: size of the ulysses axis. */
   ulysses?: number;
   allgatherLayout?: AllGatherLayout;
+  /**
+   * ulysses, hybrid: backward reuses the head-side q, k, v, out, lse that forward kept (default
+   * true: what training, which passes a layer key, and distributedAttention with dOut do); false
+   * plans the stateless calls, which exchange them again.
+   */
+  keepHeads?: boolean;
 }
 
 /** Every collective call one rank makes for forward + backward, in call order. */
@@ -172,7 +179,8 @@ export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOpti
       Hl,
       fwdIn: [q, kv, kv],
       fwdOut: [q, lse],
-      bwdIn: [q, kv, kv, q, q, lse],
+      // kept: dOut only; stateless: q, k, v, out, lse again, then dOut
+      bwdIn: o.keepHeads ?? true ? [q] : [q, kv, kv, q, lse, q],
       bwdOut: [q, kv, kv],
     };
   };
@@ -213,6 +221,15 @@ export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOpti
   }
 }
 
+/** ulysses, hybrid: the head-side q, k, v, out, lse [B, u·T, H/u | G/u, D|1] kept from forward to backward. */
+function keptHeadBytes(scheme: SchemeName, d: AttnDims, P: number, o: CostOptions): number {
+  if (!(o.keepHeads ?? true) || (scheme !== 'ulysses' && scheme !== 'hybrid')) return 0;
+  const u = scheme === 'hybrid' ? o.ulysses! : P;
+  const { qs, kvs } = ulyssesSplits(scheme, d.H, d.G, u, scheme === 'hybrid' ? 'ulysses' : 'sp');
+  const [Hl, Gl] = [qs.perRank, kvs.perRank];
+  return d.B * (d.S / P) * u * (2 * Hl * d.D + 2 * Gl * d.D + Hl) * (o.bytesPerElement ?? 4);
+}
+
 /**
  * Work of the busiest rank (it sets the step time) in FLOPs, forward + backward: every allowed
  * (query, key) pair costs 4·D forward (q·k, p·v) and 10·D backward (recompute q·k, dO·v, dv, dq, dk),
@@ -246,5 +263,5 @@ export function cost(scheme: SchemeName, d: AttnDims, P: number, o: CostOptions 
     const peer = c.op === 'sendRecv' ? (c.remote && c.P > 1 ? 1 : 0) : 0;
     commBytes[c.axis] = (commBytes[c.axis] ?? 0) + sentBytes(c.op, c.bufBytes, c.P, 0, peer);
   }
-  return { flops: busiestRankFlops(scheme, d, P, o), commBytes, savedBytes: 0 };
+  return { flops: busiestRankFlops(scheme, d, P, o), commBytes, savedBytes: keptHeadBytes(scheme, d, P, o) };
 }

@@ -174,7 +174,10 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
       // reaches its owner after P − 1 hops, where it is added to the home part: P − 1 transfers of
       // dK|dV per backward, not P. Double-buffered (one in flight, one received), packed like kv;
       // `local` is a step's contribution while the arriving accumulator is still in flight.
-      const home = scratch.alloc(cur, 2 * n).fill(0);
+      // Home is dk, dv themselves when chunks are contiguous (B = 1 or c = 1: the packed k and v
+      // halves have their layout, and the kernel accumulates), a packed buffer joined at the end otherwise.
+      const home = merge ? null : scratch.alloc(cur, 2 * n).fill(0);
+      const homeChunk = (k0: number, k1: number): [Buf, Buf] => (home ? kvChunk(home, k0, k1, n) : [g.dk.subarray((k0 * n) / c, (k1 * n) / c), g.dv.subarray((k0 * n) / c, (k1 * n) / c)]);
       const acc = P > 1 ? [scratch.alloc(cur, 2 * n), scratch.alloc(cur, 2 * n)] : [];
       const local = P > 2 ? scratch.alloc(cur, 2 * n) : null;
       let ai = 0;
@@ -189,10 +192,10 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
         }
         // s = 0: home; s = 1: a fresh accumulator (nothing to add yet); s >= 2: `local`, added
         // to the accumulator that arrives from r − 1 meanwhile.
-        const target = s === 0 ? home : s === 1 ? acc[ai]!.fill(0) : local!.fill(0);
+        const target = s === 0 ? null : s === 1 ? acc[ai]!.fill(0) : local!.fill(0);
         for (const [q0, q1, k0, k1] of tileCalls(d.causal, j, merge)) {
           const [k, v] = kvChunk(cur, k0, k1, n);
-          const [dk, dv] = kvChunk(target, k0, k1, n);
+          const [dk, dv] = target ? kvChunk(target, k0, k1, n) : homeChunk(k0, k1);
           const q = (x: Buf[], whole: Buf) => span(x, whole, q0, q1);
           kernels.attnBackward(
             { dq: q(dqC, g.dq), dk, dv },
@@ -222,16 +225,15 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
       }
       // The accumulator that arrives last is our own block's, from ranks r + 1 .. r + P − 1.
       if (accPending) await accPending;
-      if (P > 1) add(home, acc[ai]!);
-      // [2][c][B, T/c, G, D] -join-> [B, T, G, D] dk, dv (+=): one add each when chunks are contiguous.
-      const row = d.G * D;
-      const m = n / c;
-      if (B === 1 || c === 1) {
-        add(g.dk, home.subarray(0, n));
-        add(g.dv, home.subarray(n, 2 * n));
-      } else {
-        joinChunks(g.dk, Array.from({ length: c }, (_, kc) => home.subarray(kc * m, (kc + 1) * m)), B, T, row, true);
-        joinChunks(g.dv, Array.from({ length: c }, (_, kc) => home.subarray(n + kc * m, n + (kc + 1) * m)), B, T, row, true);
+      if (home) {
+        if (P > 1) add(home, acc[ai]!);
+        // [2][c][B, T/c, G, D] -join-> [B, T, G, D] dk, dv (+=)
+        const m = n / c;
+        joinChunks(g.dk, Array.from({ length: c }, (_, kc) => home.subarray(kc * m, (kc + 1) * m)), B, T, d.G * D, true);
+        joinChunks(g.dv, Array.from({ length: c }, (_, kc) => home.subarray(n + kc * m, n + (kc + 1) * m)), B, T, d.G * D, true);
+      } else if (P > 1) {
+        add(g.dk, acc[ai]!.subarray(0, n));
+        add(g.dv, acc[ai]!.subarray(n, 2 * n));
       }
       if (!dqV) joinChunks(g.dq, dqC, B, T, H * D, true);
     },

@@ -35,7 +35,7 @@ export interface AttnCost {
   flops: number;
   /** Bytes this rank sends, per mesh axis, forward + backward. */
   commBytes: Record<string, number>;
-  /** Extra bytes held between forward and backward (beyond q, k, v, out, lse). */
+  /** Extra bytes held between forward and backward (beyond q, k, v, out, lse), per layer. */
   savedBytes: number;
 }
 
@@ -43,14 +43,23 @@ export interface AttnCost {
  * Attention bound to a mesh: what the model calls. Inputs are this rank's shards in layout order.
  * out: [B, T, H, D]; lse: [B, T, H] (float32 or float64, same dtype as out).
  * backward accumulates dq, dk, dv (the caller zeroes them).
+ *
+ * `key` (optional, the model passes its layer index) names the activations of a call. With a key
+ * an op may keep state from forward(key) for the next backward(key), like autograd's saved
+ * tensors: Ulysses keeps its head-side q, k, v, out, lse so that backward exchanges only dOut and
+ * the gradients. The caller promises that backward(key) follows the latest forward(key) on the
+ * same, unmodified buffers (activation recomputation re-runs forward(key) first); an op still
+ * checks the buffers' identity and dims and falls back to recomputing what it would have kept.
+ * Without a key every call is stateless.
  */
 export interface AttentionOp {
   readonly name: SchemeName;
   readonly layout: SeqLayout;
-  forward(o: { out: Buf; lse: Buf }, i: { q: Buf; k: Buf; v: Buf }, d: AttnDims): Promise<void>;
+  forward(o: { out: Buf; lse: Buf }, i: { q: Buf; k: Buf; v: Buf }, d: AttnDims, key?: number): Promise<void>;
   backward(
     g: { dq: Buf; dk: Buf; dv: Buf },
     i: { dOut: Buf; q: Buf; k: Buf; v: Buf; out: Buf; lse: Buf },
     d: AttnDims,
+    key?: number,
   ): Promise<void>;
 }

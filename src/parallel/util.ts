@@ -26,7 +26,11 @@ export class Scratch {
   private cur = 0;
   private readonly slots: Buf[] = [];
 
-  constructor(private readonly mem?: ScratchMemory) {}
+  /** `parent`: a pool whose peakBytes also counts this one's (kept state reported with the op's scratch). */
+  constructor(
+    private readonly mem?: ScratchMemory,
+    private readonly parent?: Scratch,
+  ) {}
 
   begin(): void {
     this.cur = 0;
@@ -40,7 +44,9 @@ export class Scratch {
     if (!b || !same || b.length < n) {
       const size = Math.max(n, same ? b!.length : 0);
       const grown = this.mem ? this.mem.allocBuffer(like instanceof Float64Array ? 'float64' : 'float32', size) : allocLike(like, size);
-      this.peakBytes += grown.byteLength - (b?.byteLength ?? 0);
+      const delta = grown.byteLength - (b?.byteLength ?? 0);
+      this.peakBytes += delta;
+      if (this.parent) this.parent.peakBytes += delta;
       if (b && this.mem) this.mem.releaseBuffer(b);
       this.slots[i] = b = grown;
     }
@@ -57,6 +63,15 @@ export class Scratch {
   /** Fills every held buffer with v (tests: NaN catches a caller that relies on zeroed scratch). */
   poison(v = NaN): void {
     for (const b of this.slots) b.fill(v);
+    for (const c of this.children) c.poison(v);
+  }
+
+  /** Pools reporting into this one (poisoned with it). */
+  readonly children: Scratch[] = [];
+  child(): Scratch {
+    const c = new Scratch(this.mem, this);
+    this.children.push(c);
+    return c;
   }
 }
 

@@ -93,3 +93,48 @@ describe('scratch pool reuse', () => {
     });
   }
 });
+
+describe('state kept from forward(key) for backward(key)', () => {
+  for (const run of [{ scheme: 'ulysses' as const, P: 2 }, { scheme: 'ulysses' as const, P: 4 }, { scheme: 'hybrid' as const, P: 4, ulysses: 2 }]) {
+    it(`${run.scheme} P=${run.P}: keyed calls equal stateless ones bitwise, send only dOut in backward, and fall back when the buffers differ`, async () => {
+      const S = 8 * run.P;
+      await runRanks(run.P, async (world) => {
+        const u = run.ulysses ?? run.P;
+        const mesh = DeviceMesh.create({ sp: run.P, ulysses: u, ring: run.P / u }, world);
+        const groups = { sp: mesh.group('sp'), ulysses: mesh.group('ulysses'), ring: mesh.group('ring') };
+        const axis = run.scheme === 'hybrid' ? 'ulysses' : 'sp';
+        const op = createAttention(run.scheme, groups, jsKernels, { S });
+        const d: AttnDims = { B: 2, S, T: op.positions.length, H: 4, G: 2, D: 4, causal: true, scale: 0.5 };
+        const { B, T, H, G, D } = d;
+        const inputs = (seed: number) => ({
+          q: randn('float64', B * T * H * D, seed), k: randn('float64', B * T * G * D, seed + 1), v: randn('float64', B * T * G * D, seed + 2),
+          dOut: randn('float64', B * T * H * D, seed + 3),
+        });
+        const run1 = async (x: ReturnType<typeof inputs>, key: number | undefined, other?: ReturnType<typeof inputs>) => {
+          const out = new Float64Array(x.q.length), lse = new Float64Array(B * T * H);
+          await op.forward({ out, lse }, { q: x.q, k: x.k, v: x.v }, d, key);
+          // `other`: forward(key) on other buffers in between, so backward(key) must not use what was kept
+          if (other) await op.forward({ out: new Float64Array(out.length), lse: new Float64Array(lse.length) }, { q: other.q, k: other.k, v: other.v }, d, key);
+          const g = { dq: new Float64Array(x.q.length), dk: new Float64Array(x.k.length), dv: new Float64Array(x.v.length) };
+          const before = groups[axis].log.records.filter((r) => r.axis === axis).length;
+          await op.backward(g, { dOut: x.dOut, q: x.q, k: x.k, v: x.v, out, lse }, d, key);
+          const a2a = groups[axis].log.records.filter((r) => r.axis === axis).slice(before).filter((r) => r.op === 'allToAll').length;
+          return { out, lse, ...g, a2a };
+        };
+        const x = inputs(10 + world.rank);
+        const stateless = await run1(x, undefined);
+        const keyed = await run1(x, 3);
+        const fallback = await run1(x, 3, inputs(50 + world.rank));
+        for (const f of ['out', 'lse', 'dq', 'dk', 'dv'] as const) {
+          assert.deepEqual(keyed[f], stateless[f], `keyed ${f}, rank ${world.rank}`);
+          assert.deepEqual(fallback[f], stateless[f], `fallback ${f}, rank ${world.rank}`);
+        }
+        assert.equal(stateless.a2a, 9, 'stateless backward: q, k, v, out, lse, dOut in; dq, dk, dv out');
+        assert.equal(keyed.a2a, 4, 'keyed backward: dOut in; dq, dk, dv out');
+        assert.equal(fallback.a2a, 9, 'a forward on other buffers in between: exchanged again');
+        // keyed state is reported with the op's scratch
+        assert.ok(op.scratch.peakBytes >= (2 * B * S * (H / u) * D + 2 * B * S * (G / u) * D + B * S * (H / u)) * 8 / (run.P / u));
+      });
+    });
+  }
+});
