@@ -297,6 +297,51 @@ Napi::Value AddInto(const Info& info) {
   return info.Env().Undefined();
 }
 
+
+// Raw reads of a peer's memory for the threads transport's one-copy path: worker threads share
+// the process's address space, so a rank can read another rank's ordinary (non-shared) buffer by
+// address while that rank waits inside the collective. addressOf(ta) publishes the address;
+// rawRead(dst, addr, add, ctl, readingIdx, closedIdx, seq, abortIdx) copies (add = false) or adds
+// (float32/float64) dst.byteLength bytes from addr into dst, but only while the owner still offers
+// the buffer: it counts itself in ctl[readingIdx], then checks that ctl[closedIdx] < seq and
+// ctl[abortIdx] == 0. The owner marks closedIdx before it stops offering the buffer and waits for
+// the count to drop, and the launcher sets abortIdx and waits for every count before it terminates
+// workers (Dekker-style: sequentially consistent increments and loads on both sides). Doing the
+// count, check and copy in one native call means a worker being terminated cannot leave the
+// count raised. Returns false (nothing read) when the buffer is no longer offered.
+Napi::Value AddressOf(const Info& info) {
+  if (info.Length() < 1 || !info[0].IsTypedArray()) throw Napi::TypeError::New(info.Env(), "addressOf(typedArray)");
+  size_t n = 0;
+  uint8_t* p = bytes_of(info, 0, &n);
+  return Napi::Number::New(info.Env(), (double)(uintptr_t)p);
+}
+Napi::Value RawRead(const Info& info) {
+  if (info.Length() < 8 || !info[0].IsTypedArray() || !info[3].IsTypedArray())
+    throw Napi::TypeError::New(info.Env(), "rawRead(dst, addr, add, ctl, readingIdx, closedIdx, seq, abortIdx)");
+  size_t nd = 0, nc = 0;
+  uint8_t* dp = bytes_of(info, 0, &nd);
+  const double addrD = info[1].As<Napi::Number>().DoubleValue();
+  const bool add = info[2].ToBoolean().Value();
+  int32_t* ctl = reinterpret_cast<int32_t*>(bytes_of(info, 3, &nc));
+  const int64_t ri = info[4].As<Napi::Number>().Int64Value(), ci = info[5].As<Napi::Number>().Int64Value();
+  const int32_t seq = info[6].As<Napi::Number>().Int32Value();
+  const int64_t ai = info[7].As<Napi::Number>().Int64Value();
+  const int64_t ints = (int64_t)(nc / 4);
+  if (ri < 0 || ri >= ints || ci < 0 || ci >= ints || ai < 0 || ai >= ints) range_error(info, "rawRead: control index out of range");
+  const napi_typedarray_type t = info[0].As<Napi::TypedArray>().TypedArrayType();
+  if (add && t != napi_float32_array && t != napi_float64_array) throw Napi::TypeError::New(info.Env(), "rawRead: add needs a Float32Array or Float64Array");
+  const uint8_t* sp = reinterpret_cast<const uint8_t*>((uintptr_t)addrD);
+  __atomic_fetch_add(&ctl[ri], 1, __ATOMIC_SEQ_CST);
+  const bool open = __atomic_load_n(&ctl[ci], __ATOMIC_SEQ_CST) < seq && __atomic_load_n(&ctl[ai], __ATOMIC_SEQ_CST) == 0;
+  if (open && nd > 0) {
+    if (!add) memcpy(dp, sp, nd);
+    else if (t == napi_float32_array) add_into(reinterpret_cast<float*>(dp), reinterpret_cast<const float*>(sp), nd / 4);
+    else add_into(reinterpret_cast<double*>(dp), reinterpret_cast<const double*>(sp), nd / 8);
+  }
+  __atomic_fetch_sub(&ctl[ri], 1, __ATOMIC_SEQ_CST);
+  return Napi::Boolean::New(info.Env(), open);
+}
+
 }  // namespace
 
 // attention and control functions live in addon_attn.cc
@@ -332,6 +377,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   SP_EXPORT("axpy", Axpy);
   SP_EXPORT("copyBytes", CopyBytes);
   SP_EXPORT("addInto", AddInto);
+  SP_EXPORT("addressOf", AddressOf);
+  SP_EXPORT("rawRead", RawRead);
 #undef SP_EXPORT
   init_attn(env, exports);
   return exports;

@@ -5,8 +5,8 @@
  */
 import type { CommBuf, ProcessGroup, ReduceOp, World } from '../../src/comm/types.js';
 import { DeviceMesh, type MeshSpec } from '../../src/comm/mesh.js';
-import { setBulkAdd, setBulkCopy } from '../../src/comm/index.js';
-import { nativeBulkAdd, nativeBulkCopy } from '../../src/kernels/native/index.js';
+import { setBulkAdd, setBulkCopy, setRawAccess, type RawAccess } from '../../src/comm/index.js';
+import { nativeBulkAdd, nativeBulkCopy, nativeRawAccess } from '../../src/kernels/native/index.js';
 import { alloc, diff, DTYPE_NAMES, gen, refAllGather, refAllReduce, refAllToAll, refReduceScatter, type DTypeName } from './reference.js';
 
 type Errors = string[];
@@ -296,6 +296,111 @@ export async function meshInfo(world: World, spec: MeshSpec): Promise<unknown> {
 // ---- faults ----------------------------------------------------------------------------------
 
 /** Rank 2 throws while the others are inside allReduce #1. */
+/** The native raw access wrapped to count reads, installed for fn's duration (null without the addon). */
+async function withRawReads<T>(fn: (count: () => number) => Promise<T>): Promise<T | null> {
+  const r = nativeRawAccess();
+  if (!r) return null;
+  let n = 0;
+  const counting: RawAccess = { addressOf: (ta) => r.addressOf(ta), read: (...a) => (n++, r.read(...a)) };
+  setRawAccess(counting);
+  setBulkAdd(nativeBulkAdd());
+  try {
+    return await fn(() => n);
+  } finally {
+    setRawAccess(null);
+    setBulkAdd(null);
+  }
+}
+
+/**
+ * The one-copy path for ordinary buffers: every op with ~100-200 KB per rank in plain typed arrays
+ * (peers read them by address), float32/float64/int32, against the sequential definitions; sums
+ * bitwise (non-dyadic inputs). max and int32 reductions, and in-place calls whose send buffer
+ * overlaps the output, must stage instead, with the same results. Reports whether raw reads ran.
+ */
+export async function largeOrdinaryRaw(world: World): Promise<Errors> {
+  const res = await withRawReads(async (count) => {
+    const g = world.group;
+    const P = g.size;
+    const r = g.rank;
+    const errs: Errors = [];
+    const n = 24_000 - (24_000 % (P * P));
+    const input = (dt: DTypeName, len: number, k: number, salt: number): CommBuf => {
+      const b = alloc(dt, len);
+      for (let i = 0; i < len; i++) b[i] = dt === 'int32' ? ((i * 7 + k * 13 + salt) % 1000) - 500 : Math.sin(1.3 + 0.7 * i + 2.9 * k + salt) * (1 + (i % 7) / 3);
+      return b;
+    };
+    let salt = 0;
+    for (const dt of DTYPE_NAMES) {
+      const at = (op: string) => `raw ${op} ${dt} n=${n} P=${P} rank=${r}`;
+      for (const op of ['sum', 'avg', 'max'] as ReduceOp[]) {
+        salt++;
+        const all = g.ranks.map((_, k) => input(dt, n, k, salt));
+        const buf = input(dt, n, r, salt);
+        await g.allReduce(buf, op);
+        check(errs, at(`allReduce(${op})`), buf, refAllReduce(all, op, dt)[r]!);
+        const rs = alloc(dt, n / P);
+        await g.reduceScatter(rs, input(dt, n, r, salt), op);
+        check(errs, at(`reduceScatter(${op})`), rs, refReduceScatter(all, op, dt)[r]!);
+      }
+      salt++;
+      const all = g.ranks.map((_, k) => input(dt, n, k, salt));
+      const out = alloc(dt, n * P);
+      await g.allGather(out, input(dt, n, r, salt));
+      check(errs, at('allGather'), out, refAllGather(all, dt)[r]!);
+      const a2a = alloc(dt, n);
+      await g.allToAll(a2a, input(dt, n, r, salt));
+      check(errs, at('allToAll'), a2a, refAllToAll(all, dt)[r]!);
+      // in place: the send buffer is the output (staged, not read by address)
+      const inPlace = input(dt, n, r, salt);
+      await g.allToAll(inPlace, inPlace);
+      check(errs, at('allToAll in place'), inPlace, refAllToAll(all, dt)[r]!);
+      const b = r === 0 ? input(dt, n, 0, salt) : alloc(dt, n);
+      await g.broadcast(b, 0);
+      check(errs, at('broadcast'), b, all[0]!);
+      if (P > 1) {
+        const recv = alloc(dt, n);
+        await g.sendRecv(input(dt, n, r, salt), (r + 1) % P, recv, (r - 1 + P) % P);
+        check(errs, at('sendRecv'), recv, all[(r - 1 + P) % P]!);
+      }
+    }
+    if (world.transport === 'threads' && P > 1 && count() === 0) errs.push(`rank ${r}: no raw read happened`);
+    return errs;
+  });
+  return res ?? [];
+}
+
+/**
+ * Rank 0 offers a large ordinary buffer by address in allGather, then rank 1 throws before
+ * calling it: rank 0 must stop promptly (the launcher withdraws raw buffers and terminates).
+ */
+export async function throwWhilePeerOffersRaw(world: World): Promise<void> {
+  await withRawReads(async () => {
+    const g = world.group;
+    await g.barrier();
+    if (world.rank === 1) {
+      await new Promise((res) => setTimeout(res, 50));
+      throw new Error('boom on rank 1');
+    }
+    await g.allGather(new Float32Array(2 * 65536), new Float32Array(65536));
+  });
+}
+
+/**
+ * A raw buffer outlives no error path: rank 1 arrives at a large sendRecv only after rank 0 timed
+ * out in it. Rank 0 withdrew its buffer when it failed, so rank 1 must fail cleanly (or be stopped
+ * by the launcher), never read freed memory.
+ */
+export async function lateReaderAfterTimeout(world: World): Promise<void> {
+  await withRawReads(async () => {
+    const g = world.group;
+    await g.barrier();
+    if (world.rank === 1) await new Promise((res) => setTimeout(res, 2500));
+    const peer = 1 - world.rank;
+    await g.sendRecv(new Float32Array(65536).fill(world.rank), peer, new Float32Array(65536), peer);
+  });
+}
+
 export async function throwMidAllReduce(world: World): Promise<void> {
   const g = world.group;
   await g.allReduce(new Float32Array(64));

@@ -37,6 +37,11 @@ export function commSuite(transport: 'inproc' | 'threads'): void {
         assert.deepEqual((await run<string[]>(P, 'largeSumsNativeAdd')).flat(), []);
       });
     }
+    for (const P of [1, 2, 3, 4]) {
+      it(`ordinary buffers of ~100-200 KB: one copy, read by address where the op allows (P=${P})`, async () => {
+        assert.deepEqual((await run<string[]>(P, 'largeOrdinaryRaw')).flat().slice(0, 10), []);
+      });
+    }
     for (const P of [1, 3, 4]) {
       it(`reduceScatter∘allGather == allReduce; allToAll twice is the identity (P=${P})`, async () => {
         assert.deepEqual((await run<string[]>(P, 'properties')).flat(), []);
@@ -86,6 +91,9 @@ export function commSuite(transport: 'inproc' | 'threads'): void {
         if (transport === 'inproc') return;
         await expectFail(2, 'badResult', /^rank \d failed: result is not structured-cloneable/);
       });
+      it('a rank throws while a peer offers its buffer by address', () => expectFail(2, 'throwWhilePeerOffersRaw', /^rank 1 failed: boom on rank 1$/));
+      it('a peer arriving after the offering rank timed out never reads its buffer', () =>
+        expectFail(2, 'lateReaderAfterTimeout', /^rank 0 failed in sendRecv #1 \(axis world\): sendRecv #1 on axis world timed out after 2000 ms: rank 1 has not arrived/, undefined, 3500));
       it('runs again after faults', async () => {
         assert.deepEqual((await run<string[]>(4, 'properties')).flat(), []);
       });

@@ -41,3 +41,27 @@ export function bulkAccumulate(dst: CommBuf, src: CommBuf, op: ReduceOp): void {
     accumulate(dst, src, op);
   }
 }
+
+/**
+ * One-copy reads of a peer's ordinary (non-shared) buffer by address (worker threads share the
+ * address space): `addressOf` gives where a typed array's bytes start; `read` copies (or, add =
+ * true, adds float32/float64) dst.byteLength bytes from an address, but only while the owner still
+ * offers them, counting itself in ctl[readingIdx] meanwhile (native/addon.cc rawRead states the
+ * protocol). Installed per thread by a rank entry, like the bulk copy; without it ordinary
+ * buffers are staged into the sender's arena (two copies).
+ */
+export interface RawAccess {
+  addressOf(ta: ArrayBufferView): number;
+  read(dst: ArrayBufferView, addr: number, add: boolean, ctl: Int32Array, readingIdx: number, closedIdx: number, seq: number, abortIdx: number): boolean;
+}
+let raw: RawAccess | null = null;
+
+/** Installs (or with null removes) raw peer reads for this thread's ranks. */
+export function setRawAccess(r: RawAccess | null): void {
+  raw = r;
+}
+
+/** The installed raw access when a buffer of `bytes` is worth reading by address (off-heap for sure), else null. */
+export function rawAccessFor(bytes: number): RawAccess | null {
+  return bytes >= MIN_BYTES ? raw : null;
+}

@@ -5,13 +5,13 @@
  * order (a rank's region is reused by the next call only after every member finished reading).
  * Waiting never blocks the event loop: Atomics.waitAsync on the group's bell.
  */
-import type { AxisName, CommArrays, CommBuf, CommDtype, World } from '../types.js';
+import type { AxisName, CommArrays, CommBuf, CommDtype, ReduceOp, World } from '../types.js';
 import { CommAbortError, CommError } from '../errors.js';
 import { checkPairs, COMM_BPE, finishAvg, GroupBase, mismatchMessage, newCommArray, OPS, REDOPS, sameCall, sliceStart, type Call } from '../core.js';
 import { checkGroupRanks } from '../groups.js';
 import { availableParallelism } from 'node:os';
 import { waitAsync } from './compat.js';
-import { bulkAccumulate, bulkCopy } from './copy.js';
+import { bulkAccumulate, bulkCopy, rawAccessFor, type RawAccess } from './copy.js';
 import { align, ArenaAlloc, F, FF, hash32, Layout, MAX_GROUPS } from './shm.js';
 
 /** What every group of one rank in one run shares. */
@@ -180,7 +180,6 @@ export class ThreadsGroup extends GroupBase {
     const seq = s - 1;
     this.cur = { op: c.op, seq };
     const at = `${c.op} #${seq} on axis ${this.axis}`;
-    const exited = (k: number) => Atomics.load(i32, layout.exit(this.ranks[k]!)) === 1;
 
     // 1. Our region may still be read for the previous call: wait until every member is done.
     await this.until(
@@ -189,16 +188,19 @@ export class ThreadsGroup extends GroupBase {
       () => `${at} timed out after ${ctx.timeoutMs} ms waiting for ${this.who(this.members((k) => this.field(k, F.DONE) < s - 1))} to finish #${seq - 1}`,
     );
 
-    // 2. Our contribution in shared memory: where it already is (zero-copy), or copied once.
+    // 2. Our contribution where peers can read it: in our arena already (zero-copy), in our own
+    //    ordinary buffer by address (raw: one copy, the peer's), or staged into our arena region.
     const bpe = BPE[c.dtype]!;
     const n = c.bytes / (bpe || 1);
     const redBytes = c.op === 'allReduce' ? (sliceStart(n, P, m + 1) - sliceStart(n, P, m)) * bpe : 0;
     const sends = c.a !== null && !(c.op === 'broadcast' && c.root !== m);
     const direct = sends && c.bytes > 0 && this.readableInPlace(c);
-    const need = (sends && !direct ? align(c.bytes) : 0) + redBytes;
+    const raw = sends && !direct && c.bytes > 0 ? this.rawReadable(c) : null;
+    const staged = sends && !direct && !raw;
+    const need = (staged ? align(c.bytes) : 0) + redBytes;
     const region = need > 0 ? ctx.alloc.region(gid, need) : 0;
-    const off = direct ? c.a!.byteOffset : region;
-    if (sends && !direct && c.bytes > 0) {
+    const off = direct ? c.a!.byteOffset : raw ? raw.addressOf(c.a!) : region;
+    if (staged && c.bytes > 0) {
       const mine = view(ctx.alloc.sab, c.dtype, off, c.bytes);
       if (c.op === 'allToAll' && P > 1) {
         // Our own chunk never leaves this rank: copied straight into out below.
@@ -221,9 +223,28 @@ export class ThreadsGroup extends GroupBase {
     f64[layout.f(gid, m, FF.BYTES)] = c.bytes;
     f64[layout.f(gid, m, FF.RECV)] = c.src >= 0 && c.b ? c.b.byteLength : 0;
     f64[layout.f(gid, m, FF.OFF)] = off;
-    f64[layout.f(gid, m, FF.OFF2)] = region + (sends && !direct ? align(c.bytes) : 0);
+    f64[layout.f(gid, m, FF.OFF2)] = region + (staged ? align(c.bytes) : 0);
+    i32[fi(F.RAW)] = raw ? 1 : 0;
     Atomics.store(i32, fi(F.PUB), s);
     this.ring();
+    if (!raw) return this.finish(c, s, n, at, direct);
+    try {
+      await this.finish(c, s, n, at, true);
+    } finally {
+      // Stop offering our buffer, then wait out any peer still inside a raw read of it (one
+      // memcpy at most) before the caller may reuse or free it — on the error paths too.
+      Atomics.store(i32, fi(F.CLOSED), s);
+      while (Atomics.load(i32, fi(F.READING)) !== 0);
+    }
+  }
+
+  /** Steps 4-6 of run(): everyone's descriptor, our reads, then (direct/raw) peers' reads of ours. */
+  private async finish(c: Call, s: number, n: number, at: string, direct: boolean): Promise<void> {
+    const { ctx, gid, size: P, rank: m } = this;
+    const { i32, f64, layout } = ctx;
+    const seq = s - 1;
+    const exited = (k: number) => Atomics.load(i32, layout.exit(this.ranks[k]!)) === 1;
+    const fi = (f: number) => layout.i(gid, m, f);
 
     // 4. Wait for everyone's descriptor; report a mismatch as soon as two arrived ones differ.
     const arrived = (k: number) => this.field(k, F.PUB) >= s;
@@ -273,6 +294,40 @@ export class ThreadsGroup extends GroupBase {
   }
 
   /**
+   * Can peers read the send buffer by address (ordinary memory, one copy)? With the addon's raw
+   * reads installed, for a buffer large enough to be off the V8 heap, not overlapping what this
+   * rank writes while peers read (as for readableInPlace), and, for reductions, only sums of
+   * floats (rawRead copies or adds).
+   */
+  private rawReadable(c: Call): RawAccess | null {
+    const r = rawAccessFor(c.bytes);
+    if (!r) return null;
+    if ((c.op === 'reduceScatter' || c.op === 'allReduce') && (!(c.redop === 'sum' || c.redop === 'avg') || !(c.a instanceof Float32Array || c.a instanceof Float64Array))) return null;
+    const a = c.a!;
+    if (c.op === 'allReduce' || c.op === 'broadcast' || c.b === null || c.b.buffer !== a.buffer) return r;
+    const b = c.b;
+    return b.byteOffset + b.byteLength <= a.byteOffset || a.byteOffset + a.byteLength <= b.byteOffset ? r : null;
+  }
+
+  /** dst = (op: null) or += member k's published data from byte `byteOff`: its arena region or its buffer by address. */
+  private fromPeer(dst: View, k: number, byteOff: number, op: ReduceOp | null, s: number): void {
+    const { ctx, gid } = this;
+    if (this.field(k, F.RAW) === 1) {
+      const r = rawAccessFor(Infinity)!;
+      const addr = ctx.f64[ctx.layout.f(gid, k, FF.OFF)]! + byteOff;
+      const ok = r.read(dst, addr, op !== null, ctx.i32, ctx.layout.i(gid, k, F.READING), ctx.layout.i(gid, k, F.CLOSED), s, ctx.layout.rawStop);
+      if (!ok) {
+        const { op: o, seq } = this.cur;
+        throw new CommAbortError(`${o} #${seq} on axis ${this.axis} aborted: rank ${this.ranks[k]} withdrew its buffer before it was read`, o, seq, this.axis);
+      }
+      return;
+    }
+    const src = this.peerView(k, dst instanceof Float64Array ? 2 : dst instanceof Float32Array ? 1 : 3, FF.OFF, byteOff, dst.byteLength);
+    if (op === null) bulkCopy(dst, src);
+    else bulkAccumulate(dst, src, op);
+  }
+
+  /**
    * Can peers read the send buffer where it is? It must live in our arena, and (except allReduce,
    * whose slices are only rewritten after every rank has reduced, and broadcast, whose root only
    * reads) must not overlap what this rank writes while peers may still read it.
@@ -292,19 +347,19 @@ export class ThreadsGroup extends GroupBase {
     const bpe = BPE[dt]!;
     switch (c.op) {
       case 'allGather':
-        for (let k = 0; k < P; k++) bulkCopy(c.b!.subarray(k * n, (k + 1) * n), this.peerView(k, dt, FF.OFF, 0, c.bytes));
+        for (let k = 0; k < P; k++) this.fromPeer(c.b!.subarray(k * n, (k + 1) * n), k, 0, null, s);
         break;
       case 'allToAll': {
         const nc = n / P;
         if (c.b !== c.a) bulkCopy(c.b!.subarray(m * nc, (m + 1) * nc), c.a!.subarray(m * nc, (m + 1) * nc));
-        for (let k = 0; k < P; k++) if (k !== m) bulkCopy(c.b!.subarray(k * nc, (k + 1) * nc), this.peerView(k, dt, FF.OFF, m * nc * bpe, nc * bpe));
+        for (let k = 0; k < P; k++) if (k !== m) this.fromPeer(c.b!.subarray(k * nc, (k + 1) * nc), k, m * nc * bpe, null, s);
         break;
       }
       case 'reduceScatter': {
         const nc = n / P;
         const out = c.b!;
-        bulkCopy(out, this.peerView(0, dt, FF.OFF, m * nc * bpe, nc * bpe));
-        for (let k = 1; k < P; k++) bulkAccumulate(out, this.peerView(k, dt, FF.OFF, m * nc * bpe, nc * bpe), c.redop);
+        this.fromPeer(out, 0, m * nc * bpe, null, s);
+        for (let k = 1; k < P; k++) this.fromPeer(out, k, m * nc * bpe, c.redop, s);
         finishAvg(out, c.redop, P);
         break;
       }
@@ -312,10 +367,10 @@ export class ThreadsGroup extends GroupBase {
         await this.allReduce2(c, s, n, at);
         break;
       case 'broadcast':
-        if (m !== c.root && c.bytes > 0) bulkCopy(c.a!, this.peerView(c.root, dt, FF.OFF, 0, c.bytes));
+        if (m !== c.root && c.bytes > 0) this.fromPeer(c.a!, c.root, 0, null, s);
         break;
       case 'sendRecv':
-        if (c.src >= 0 && c.b!.length > 0) bulkCopy(c.b!, this.peerView(c.src, dt, FF.OFF, 0, c.b!.byteLength));
+        if (c.src >= 0 && c.b!.length > 0) this.fromPeer(c.b!, c.src, 0, null, s);
         break;
       case 'barrier':
         break;
@@ -331,8 +386,8 @@ export class ThreadsGroup extends GroupBase {
     const hi = sliceStart(n, P, m + 1);
     if (hi > lo) {
       const acc = view(ctx.alloc.sab, dt, ctx.f64[ctx.layout.f(gid, m, FF.OFF2)]!, (hi - lo) * bpe);
-      bulkCopy(acc, this.peerView(0, dt, FF.OFF, lo * bpe, (hi - lo) * bpe));
-      for (let k = 1; k < P; k++) bulkAccumulate(acc, this.peerView(k, dt, FF.OFF, lo * bpe, (hi - lo) * bpe), c.redop);
+      this.fromPeer(acc, 0, lo * bpe, null, s);
+      for (let k = 1; k < P; k++) this.fromPeer(acc, k, lo * bpe, c.redop, s);
       finishAvg(acc, c.redop, P);
     }
     Atomics.store(ctx.i32, ctx.layout.i(gid, m, F.RED), s);

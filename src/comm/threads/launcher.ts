@@ -1,13 +1,14 @@
 /**
  * Main-thread side of the threads transport: starts one worker per rank (or borrows them from a
  * ThreadsPool), hands each run a fresh control SAB plus the ranks' arenas, and collects results.
- * The first rank that fails ends the run: every worker is terminated (a worker stuck in a
- * synchronous loop or waiting on a peer included) and runRanks rejects naming that rank.
+ * The first rank that fails ends the run: raw (by-address) reads of ranks' buffers are withdrawn
+ * and waited out, then every worker is terminated (a worker stuck in a synchronous loop or waiting
+ * on a peer included) and runRanks rejects naming that rank.
  * Workers are not pinned to cores (that needs native code; a later addon may add it).
  */
 import { Worker } from 'node:worker_threads';
 import { rankFailure, type ErrorInfo } from '../errors.js';
-import { Layout, newArena } from './shm.js';
+import { Layout, newArena, withdrawRawBuffers } from './shm.js';
 
 export interface RunMsg {
   runId: number;
@@ -82,6 +83,9 @@ export class ThreadsPool {
         settled = true;
         finish();
         this.busy = true; // until the workers are gone
+        // Terminating a worker frees its memory: first make sure no peer is inside a raw read of
+        // it (ranks waiting in a collective still offer their ordinary buffers by address).
+        withdrawRawBuffers(ctl, P);
         void this.kill().then(() => {
           this.busy = false;
           reject(rankFailure(r, info));

@@ -7,9 +7,14 @@
  *   hash   — newGroup check: the first rank stores a hash of (axis, ranks), the others compare
  *   per member m: PUB (last seq whose descriptor + data are published), RED (allReduce: reduced
  *   slice of seq ready), DONE (finished reading seq), OP, DTYPE, REDOP, ROOT, DST, SRC;
- *   f64: BYTES, RECV (bytes expected), OFF (data offset in the member's arena), OFF2 (reduced slice).
+ *   RAW (1: OFF is the address of the caller's own ordinary buffer, read with the addon's rawRead;
+ *   0: an offset in the member's arena), CLOSED (last seq whose raw buffer is no longer offered),
+ *   READING (how many peers are inside a raw read of that buffer right now);
+ *   f64: BYTES, RECV (bytes expected), OFF (data offset in the member's arena, or address), OFF2
+ *   (reduced slice, always in the arena).
  * Seqs are stored 1-based (0 = nothing yet). Header: FAILED = 1 + the first rank whose fn threw
- * (0 = none); EXIT[r] = 1 once rank r's fn returned.
+ * (0 = none); RAWSTOP = 1 once the launcher withdraws every raw buffer (before it terminates
+ * workers); EXIT[r] = 1 once rank r's fn returned.
  *
  * Data: one growable SAB ("arena") per rank, written only by its owner, read by everyone. Each
  * group gets a staging region of it, re-allocated when a call needs more; the rank's code may also
@@ -22,7 +27,7 @@ export const ARENA_MAX_BYTES = 2 ** 32; // V8's limit for a growable SharedArray
 const ARENA_INITIAL_BYTES = 1 << 20;
 const ALIGN = 64;
 
-export const F = { PUB: 0, RED: 1, DONE: 2, OP: 3, DTYPE: 4, REDOP: 5, ROOT: 6, DST: 7, SRC: 8 } as const;
+export const F = { PUB: 0, RED: 1, DONE: 2, OP: 3, DTYPE: 4, REDOP: 5, ROOT: 6, DST: 7, SRC: 8, RAW: 9, CLOSED: 10, READING: 11 } as const;
 export const FF = { BYTES: 0, RECV: 1, OFF: 2, OFF2: 3 } as const;
 const MEMBER_INTS = 12;
 const MEMBER_F64 = 4;
@@ -43,6 +48,7 @@ export class Layout {
   }
 
   readonly failed = 0;
+  readonly rawStop = 1;
   exit(rank: number): number {
     return 16 + rank;
   }
@@ -166,4 +172,23 @@ export function hash32(s: string): number {
     h = Math.imul(h, 0x01000193);
   }
   return h | 1;
+}
+
+/**
+ * Launcher side, before terminating workers: withdraw every raw buffer (RAWSTOP) and wait, up to
+ * `ms`, until no rank is inside a raw read of another's memory (a terminated worker's memory is
+ * freed; a peer still copying from it would crash the process). Reads are single memcpys, so
+ * this takes microseconds; true if every count reached 0.
+ */
+export function withdrawRawBuffers(ctl: SharedArrayBuffer, size: number, ms = 2000): boolean {
+  const layout = new Layout(size);
+  const { i32 } = layout.views(ctl);
+  Atomics.store(i32, layout.rawStop, 1);
+  const end = performance.now() + ms;
+  for (;;) {
+    let busy = 0;
+    for (let g = 0; g < MAX_GROUPS; g++) for (let m = 0; m < size; m++) busy += Atomics.load(i32, layout.i(g, m, F.READING));
+    if (busy === 0) return true;
+    if (performance.now() > end) return false;
+  }
 }

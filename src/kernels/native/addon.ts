@@ -39,6 +39,10 @@ export interface NativeAddon {
   copyBytes?(dst: ArrayBufferView, src: ArrayBufferView): void;
   /** dst[i] += src[i]; both Float32Array or both Float64Array, same length. */
   addInto?(dst: Float32Array | Float64Array, src: Float32Array | Float64Array): void;
+  /** Address of a typed array's first byte (the threads transport's one-copy reads). */
+  addressOf?(ta: ArrayBufferView): number;
+  /** Copies or adds dst.byteLength bytes from a peer's address while ctl says the peer still offers them (native/addon.cc). */
+  rawRead?(dst: ArrayBufferView, addr: number, add: boolean, ctl: Int32Array, readingIdx: number, closedIdx: number, seq: number, abortIdx: number): boolean;
   attnForward(out: F32, lse: F32, q: F32, k: F32, v: F32, qPos: Int32Array, kPos: Int32Array,
     B: number, Tq: number, Tk: number, H: number, G: number, D: number, scale: number, causal: boolean, left: W, right: W): void;
   attnBackward(dq: F32, dk: F32, dv: F32, dOut: F32, q: F32, k: F32, v: F32, out: F32, lse: F32, delta: F32,

@@ -186,6 +186,20 @@ export function nativeBulkAdd(): ((dst: Float32Array | Float64Array, src: Float3
   return (dst, src) => add(dst, src);
 }
 
+/** Structurally comm's RawAccess (kernels/ may not import comm/). */
+export interface RawAccess {
+  addressOf(ta: ArrayBufferView): number;
+  read(dst: ArrayBufferView, addr: number, add: boolean, ctl: Int32Array, readingIdx: number, closedIdx: number, seq: number, abortIdx: number): boolean;
+}
+
+/** Address-based peer reads for the threads transport's one-copy path (comm's setRawAccess takes them), or null. */
+export function nativeRawAccess(): RawAccess | null {
+  const r = loadAddon();
+  if (!('addon' in r) || !r.addon.addressOf || !r.addon.rawRead) return null;
+  const { addressOf, rawRead } = r.addon;
+  return { addressOf: (ta) => addressOf(ta), read: (dst, addr, add, ctl, ri, ci, seq, ai) => rawRead(dst, addr, add, ctl, ri, ci, seq, ai) };
+}
+
 /** The raw addon (benchmarks: FMA peak loop), or null. */
 export function nativeAddon(): NativeAddon | null {
   const r = loadAddon();
