@@ -313,7 +313,8 @@ export class ThreadsGroup extends GroupBase {
   private fromPeer(dst: View, k: number, byteOff: number, op: ReduceOp | null, s: number): void {
     const { ctx, gid } = this;
     if (this.field(k, F.RAW) === 1) {
-      const r = rawAccessFor(Infinity)!;
+      const r = rawAccessFor(Infinity);
+      if (!r) throw new CommError(`${this.cur.op} #${this.cur.seq} on axis ${this.axis}: rank ${this.ranks[k]} offers its buffer by address but this rank has no raw reads installed (setRawAccess on every rank, or on none)`, this.cur.op, this.cur.seq, this.axis);
       const addr = ctx.f64[ctx.layout.f(gid, k, FF.OFF)]! + byteOff;
       const ok = r.read(dst, addr, op !== null, ctx.i32, ctx.layout.i(gid, k, F.READING), ctx.layout.i(gid, k, F.CLOSED), s, ctx.layout.rawStop);
       if (!ok) {
