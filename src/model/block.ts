@@ -87,8 +87,12 @@ function sizesOf(c: BlockCtx) {
   };
 }
 
-/** x: [N, C] block input; y: [N, C] block output. Fills `a` with what backward needs. */
-export async function blockForward(c: BlockCtx, l: number, a: BlockActs, s: BlockScratch, x: Buf, y: Buf): Promise<void> {
+/**
+ * x: [N, C] block input; y: [N, C] block output. Fills `a` with what backward needs. `keep`: let
+ * the attention op keep state for this layer's backward (AttentionOp's key); false for a forward
+ * whose activations are dropped (the first pass under activation checkpointing).
+ */
+export async function blockForward(c: BlockCtx, l: number, a: BlockActs, s: BlockScratch, x: Buf, y: Buf, keep = true): Promise<void> {
   const { cfg, k, dims } = c;
   const { N, C, HD, GD, qkvW, fcOut, rope } = sizesOf(c);
 
@@ -105,7 +109,7 @@ export async function blockForward(c: BlockCtx, l: number, a: BlockActs, s: Bloc
   k.ropeForward({ out: a.k }, { x: a.k, pos: c.pos }, { ...rope, H: cfg.kvHeads });
   a.att.fill(0);
   a.lse.fill(-Infinity);
-  await c.attn.forward({ out: a.att, lse: a.lse }, { q: a.q, k: a.k, v: a.v }, dims, l);
+  await c.attn.forward({ out: a.att, lse: a.lse }, { q: a.q, k: a.k, v: a.v }, dims, keep ? l : undefined);
   linear(c, a.x2, a.att, `h.${l}.attn.proj`, N, HD, C);
   k.axpy(a.x2, x, 1);
 

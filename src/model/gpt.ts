@@ -106,7 +106,8 @@ export class GPT {
     const c = this.ctx(inp);
     k.embeddingForward({ out: this.resid(0) }, { tokens: inp.tokens, weight: this.store.view(this.params, 'wte') }, { N, C: cfg.width });
     for (let l = 0; l < cfg.layers; l++) {
-      await blockForward(c, l, this.acts[this.checkpoint ? 0 : l]!, this.scratch, this.resid(l), this.resid(l + 1));
+      // Under checkpointing this pass's activations are dropped: the op keeps nothing for backward.
+      await blockForward(c, l, this.acts[this.checkpoint ? 0 : l]!, this.scratch, this.resid(l), this.resid(l + 1), !this.checkpoint);
     }
     const h = this.head;
     const C = cfg.width;

@@ -107,10 +107,14 @@ export function ulyssesWrap(
     dims: string;
     heads: [Buf, Buf, Buf, Buf, Buf];
   }
+  // Pools are lent per key from forward(key) to backward(key) and then returned, so held memory is
+  // the most keys alive at once: every layer without checkpointing, one with it.
   const kept = new Map<number, Kept>();
+  const free: Kept[] = [];
   const keptFor = (key: number): Kept => {
-    let k = kept.get(key);
-    if (!k) kept.set(key, (k = { pool: scratch.child(), valid: false, seqSide: [], dims: '', heads: [] as unknown as Kept['heads'] }));
+    let k = kept.get(key) ?? free.pop();
+    k ??= { pool: scratch.child(), valid: false, seqSide: [], dims: '', heads: [] as unknown as Kept['heads'] };
+    kept.set(key, k);
     return k;
   };
 
@@ -157,7 +161,7 @@ export function ulyssesWrap(
       const st = key === undefined ? undefined : kept.get(key);
       const seqSide = [i.q, i.k, i.v, i.out, i.lse];
       const usable = !!st && st.valid && st.dims === JSON.stringify(d) && st.seqSide.every((b, j) => b === seqSide[j]);
-      if (st) st.valid = false; // one backward per forward
+      if (st) st.valid = false; // one backward per forward; the pool goes back once it is read
       let q: Buf, k: Buf, v: Buf, out: Buf, lse: Buf;
       if (usable) {
         [q, k, v, out, lse] = st!.heads;
@@ -175,6 +179,10 @@ export function ulyssesWrap(
       const dkH = scratch.alloc(g.dk, k.length).fill(0);
       const dvH = scratch.alloc(g.dv, v.length).fill(0);
       await inner.backward({ dq: dqH, dk: dkH, dv: dvH }, { dOut, q, k, v, out, lse }, { ...d, T: P * T, H: qs.perRank, G: kvs.perRank }, gathered);
+      if (st && key !== undefined) {
+        kept.delete(key);
+        free.push(st);
+      }
       // [B, P·T, H/P | G/P | G/P, D] dq, dk, dv -allToAll(sp) ×3-> [B, T, H|G|G, D], replicas of a kv head summed.
       await toSeq(g.dq, dqH, qP, B, T, true, slots);
       await toSeq(g.dk, dkH, kvP, B, T, true, slots);

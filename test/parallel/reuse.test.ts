@@ -13,7 +13,10 @@ import { runRanks } from '../../src/comm/run.js';
 import { DeviceMesh } from '../../src/comm/mesh.js';
 import { jsKernels } from '../../src/kernels/js/index.js';
 import type { Buf } from '../../src/tensor/dtype.js';
-import { randn } from '../helpers.js';
+import { randInts, randn } from '../helpers.js';
+import { GPT } from '../../src/model/gpt.js';
+import { DEFAULT_CONFIG } from '../../src/model/config.js';
+import { Arena } from '../../src/tensor/arena.js';
 
 const RUNS: { scheme: SchemeName; P: number; ulysses?: number }[] = [
   { scheme: 'local', P: 1 },
@@ -132,8 +135,53 @@ describe('state kept from forward(key) for backward(key)', () => {
         assert.equal(stateless.a2a, 9, 'stateless backward: q, k, v, out, lse, dOut in; dq, dk, dv out');
         assert.equal(keyed.a2a, 4, 'keyed backward: dOut in; dq, dk, dv out');
         assert.equal(fallback.a2a, 9, 'a forward on other buffers in between: exchanged again');
+        // A pool is lent from forward(key) to backward(key): keys used one after another share
+        // one (activation checkpointing); keys alive together each hold one (plain training).
+        assert.equal(op.scratch.children.length, 1, 'sequential keys: one pool');
+        const y = inputs(70 + world.rank);
+        const outs = [0, 1].map(() => ({ out: new Float64Array(y.q.length), lse: new Float64Array(B * T * H) }));
+        for (const key of [0, 1]) await op.forward(outs[key]!, { q: y.q, k: y.k, v: y.v }, d, key);
+        for (const key of [1, 0]) {
+          const g = { dq: new Float64Array(y.q.length), dk: new Float64Array(y.k.length), dv: new Float64Array(y.v.length) };
+          await op.backward(g, { dOut: y.dOut, q: y.q, k: y.k, v: y.v, ...outs[key]! }, d, key);
+        }
+        assert.equal(op.scratch.children.length, 2, 'two keys alive at once: two pools');
         // keyed state is reported with the op's scratch
         assert.ok(op.scratch.peakBytes >= (2 * B * S * (H / u) * D + 2 * B * S * (G / u) * D + B * S * (H / u)) * 8 / (run.P / u));
+      });
+    });
+  }
+});
+
+describe('kept state under activation checkpointing', () => {
+  for (const run of [{ scheme: 'ulysses' as const, P: 2 }, { scheme: 'hybrid' as const, P: 4, ulysses: 2 }]) {
+    it(`${run.scheme} P=${run.P}: a 3-layer model with and without checkpointing gives bitwise the same gradients; checkpointing keeps one layer's head-side tensors, not three`, async () => {
+      const S = 4 * run.P;
+      await runRanks(run.P, async (world) => {
+        const u = run.ulysses ?? run.P;
+        const mesh = DeviceMesh.create({ sp: run.P, ulysses: u, ring: run.P / u }, world);
+        const groups = { sp: mesh.group('sp'), ulysses: mesh.group('ulysses'), ring: mesh.group('ring') };
+        const cfg = { ...DEFAULT_CONFIG, vocab: 11, width: 16, layers: 3, heads: 4, kvHeads: 2, ffn: 12 };
+        const grads: Float64Array[] = [];
+        const pools: number[] = [];
+        for (const checkpoint of [false, true]) {
+          const attn = createAttention(run.scheme, groups, jsKernels, { S });
+          const pos = attn.positions;
+          const model = new GPT({ config: cfg, kernels: jsKernels, arena: new Arena('float64'), dtype: 'float64', rows: { B: 1, T: pos.length }, checkpoint });
+          model.store.init(model.params, 3);
+          const glob = randInts(S + 1, cfg.vocab, 5);
+          const tokens = Int32Array.from(pos, (p) => glob[p]!);
+          const targets = Int32Array.from(pos, (p) => glob[p + 1]!);
+          for (let step = 0; step < 2; step++) {
+            model.grads.fill(0);
+            await model.forward({ tokens, targets, pos, S, attn });
+            await model.backward(1 / S);
+          }
+          grads.push(Float64Array.from(model.grads));
+          pools.push(attn.scratch.children.length);
+        }
+        assert.deepEqual(grads[1], grads[0], `rank ${world.rank}: gradients with checkpointing`);
+        assert.deepEqual(pools, [3, 1], `rank ${world.rank}: kept pools without / with checkpointing`);
       });
     });
   }
