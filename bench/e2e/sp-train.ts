@@ -21,6 +21,7 @@ import { Rng } from '../../src/tensor/rng.js';
 import { AdamW } from '../../src/train/optim.js';
 import { REFERENCE_MODEL } from './train-step.js';
 import { appendResult, median } from '../util.js';
+import { nativeAddon } from '../../src/kernels/native/index.js';
 
 export interface SpStepArgs {
   scheme: SchemeName;
@@ -89,6 +90,33 @@ export async function spStepEntry(world: World, a: SpStepArgs): Promise<SpStepRe
   return { rank: world.rank, firstLoss, stepSecs, peakBytes: arena.stats().peakBytes, scratchBytes: attn.scratch.peakBytes, commBytes, backend: kernels.name };
 }
 
+/** Wall-clock GFLOP/s of this rank's FMA loop (best of 3): steal by other tenants shows here, not in CPU time. */
+export async function fmaWallEntry(world: World): Promise<number> {
+  prepareRankThread(world);
+  const a = nativeAddon();
+  if (!a) return NaN;
+  await world.group.barrier();
+  let best = 0;
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now();
+    const flops = a.fmaPeak(2e7);
+    best = Math.max(best, flops / ((performance.now() - t0) / 1000) / 1e9);
+  }
+  return best;
+}
+
+/**
+ * How much of two cores this shared machine gives us right now: the FMA throughput of two pinned
+ * ranks at once over that of one alone (2.0 on an idle host; a busy neighbour lowers it). Every
+ * sp-train row records the value measured just before it, so contended cases can be told apart.
+ */
+export async function coreScaling(): Promise<number> {
+  const entry = { module: new URL(import.meta.url), fn: 'fmaWallEntry' };
+  const [one] = await runRanks<number>(1, entry, { transport: 'threads', timeoutMs: 0 });
+  const two = await runRanks<number>(2, entry, { transport: 'threads', timeoutMs: 0 });
+  return (two[0]! + two[1]!) / one!;
+}
+
 export interface SpTrainBenchOptions {
   Ns?: number[];
   Ps?: number[];
@@ -139,6 +167,7 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
           continue;
         }
         if (o.baseline === 'each') baseSec = median((await oneRank()).stepSecs);
+        const scaling = o.smoke || cpus().length < 2 ? undefined : await coreScaling();
         const res = await runRanks<SpStepResult>(P, entry({ scheme: s.scheme, sp: P, ulysses: u, N, reps, warmup, backend }), { transport: 'threads', timeoutMs: 0 });
         const rel = Math.abs(res[0]!.firstLoss - base.firstLoss) / Math.abs(base.firstLoss);
         if (!(rel < 1e-4)) throw new Error(`sp bench check: ${s.scheme} P=${P} N=${N} first loss ${res[0]!.firstLoss} != single-rank ${base.firstLoss}`);
@@ -154,12 +183,12 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
           bench: 'sp-train', scheme: s.scheme, ulysses: u > 1 ? u : undefined, N, P, reps, warmup, stepSec: sec, allStepSec: res[0]!.stepSecs, tokensPerSec: N / sec,
           speedup: baseSec / sec, baselineSec: baseSec, baseline: o.baseline ?? 'once', peakBytes: peak, baselinePeakBytes: base.peakBytes + base.scratchBytes,
           commBytesPerRankPerStep: comm, predictedAttnCommBytesPerLayer: predicted, layers: REFERENCE_MODEL.layers,
-          firstLossRelErr: rel, backend: res[0]!.backend, cores: cpus().length, smoke: !!o.smoke,
+          firstLossRelErr: rel, backend: res[0]!.backend, cores: cpus().length, coreScaling: scaling, smoke: !!o.smoke,
         };
         rows.push(row);
         // Appended as each case finishes, so an interrupted sweep keeps what it measured.
         if (!o.smoke) appendResult('sp-train', row);
-        log(`  ${s.scheme.padEnd(9)} P=${P}: ${sec.toFixed(3)} s/step, ×${(baseSec / sec).toFixed(2)}${o.baseline === 'each' ? ` (one rank just before: ${baseSec.toFixed(3)} s)` : ''}, peak/rank ${(peak / 2 ** 20).toFixed(1)} MiB`);
+        log(`  ${s.scheme.padEnd(9)} P=${P}: ${sec.toFixed(3)} s/step, ×${(baseSec / sec).toFixed(2)}${o.baseline === 'each' ? ` (one rank just before: ${baseSec.toFixed(3)} s)` : ''}, peak/rank ${(peak / 2 ** 20).toFixed(1)} MiB${scaling !== undefined ? `, 2-core FMA scaling ${scaling.toFixed(2)}` : ''}`);
       }
     }
   }
