@@ -86,7 +86,7 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
       case 'comm': {
         const { runCommBench } = await import('../../bench/comm/collectives.js');
         const res = await runCommBench(smoke ? { sizesMB: [1], warmup: 0, iters: 1, outFile: null } : {});
-        for (const r of res) log(`${r.op.padEnd(14)} ${r.buffers.padEnd(8)} ${(r.bytes / 2 ** 20).toFixed(0).padStart(3)} MB  ${r.algGBps.toFixed(2).padStart(6)} GB/s  memcpy ${r.memcpyGBps.toFixed(2).padStart(6)} GB/s  ratio ${r.ratioToMemcpy.toFixed(2)}`);
+        for (const r of res) log(`${r.op.padEnd(14)} ${r.buffers.padEnd(8)} ${(r.bytes / 2 ** 20).toFixed(0).padStart(3)} MB  ${r.algGBps.toFixed(2).padStart(6)} GB/s  memcpy ${r.memcpyGBps.toFixed(2).padStart(6)} GB/s  ratio ${r.ratioToMemcpy.toFixed(2)}  cross-core copy ${r.crossCoreCopyGBps.toFixed(2).padStart(6)} GB/s  ratio ${r.ratioToCrossCoreCopy.toFixed(2)}`);
         return 0;
       }
       case 'sp': {
