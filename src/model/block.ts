@@ -88,11 +88,10 @@ function sizesOf(c: BlockCtx) {
 }
 
 /**
- * x: [N, C] block input; y: [N, C] block output. Fills `a` with what backward needs. `keep`: let
- * the attention op keep state for this layer's backward (AttentionOp's key); false for a forward
- * whose activations are dropped (the first pass under activation checkpointing).
+ * x: [N, C] block input; y: [N, C] block output. Fills `a` with what backward needs; `saved`: the
+ * attention op's saved slot for this layer (AttentionOp.savedElements), when it has one.
  */
-export async function blockForward(c: BlockCtx, l: number, a: BlockActs, s: BlockScratch, x: Buf, y: Buf, keep = true): Promise<void> {
+export async function blockForward(c: BlockCtx, l: number, a: BlockActs, s: BlockScratch, x: Buf, y: Buf, saved?: Buf): Promise<void> {
   const { cfg, k, dims } = c;
   const { N, C, HD, GD, qkvW, fcOut, rope } = sizesOf(c);
 
@@ -109,7 +108,7 @@ export async function blockForward(c: BlockCtx, l: number, a: BlockActs, s: Bloc
   k.ropeForward({ out: a.k }, { x: a.k, pos: c.pos }, { ...rope, H: cfg.kvHeads });
   a.att.fill(0);
   a.lse.fill(-Infinity);
-  await c.attn.forward({ out: a.att, lse: a.lse }, { q: a.q, k: a.k, v: a.v }, dims, keep ? l : undefined);
+  await c.attn.forward({ out: a.att, lse: a.lse, saved }, { q: a.q, k: a.k, v: a.v }, dims);
   linear(c, a.x2, a.att, `h.${l}.attn.proj`, N, HD, C);
   k.axpy(a.x2, x, 1);
 
@@ -124,7 +123,7 @@ export async function blockForward(c: BlockCtx, l: number, a: BlockActs, s: Bloc
  * dY: [N, C] gradient of the block output, overwritten with the gradient of the block input x.
  * Parameter gradients accumulate into c.grads.
  */
-export async function blockBackward(c: BlockCtx, l: number, a: BlockActs, s: BlockScratch, x: Buf, dY: Buf): Promise<void> {
+export async function blockBackward(c: BlockCtx, l: number, a: BlockActs, s: BlockScratch, x: Buf, dY: Buf, saved?: Buf): Promise<void> {
   const { cfg, k, dims } = c;
   const { N, C, HD, GD, qkvW, fcOut, rope } = sizesOf(c);
   const F = cfg.ffn;
@@ -146,7 +145,7 @@ export async function blockBackward(c: BlockCtx, l: number, a: BlockActs, s: Blo
   s.dq.fill(0);
   s.dk.fill(0);
   s.dv.fill(0);
-  await c.attn.backward({ dq: s.dq, dk: s.dk, dv: s.dv }, { dOut: s.dAtt, q: a.q, k: a.k, v: a.v, out: a.att, lse: a.lse }, dims, l);
+  await c.attn.backward({ dq: s.dq, dk: s.dk, dv: s.dv }, { dOut: s.dAtt, q: a.q, k: a.k, v: a.v, out: a.att, lse: a.lse, saved }, dims);
   // Undo RoPE on dq, dk while packing into dqkv [N, (H+2G)·D]; reuse dAtt / dNorm-sized scratch.
   const dqPre = s.dAtt;
   dqPre.fill(0);

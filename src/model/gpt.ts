@@ -55,6 +55,10 @@ export class GPT {
   private head: Record<keyof ReturnType<typeof headActSizes>, Buf>;
   private scratch: BlockScratch & { dResid: Buf; dLogits: Buf };
   private last: StepInput | null = null;
+  private readonly arena: Arena;
+  private readonly dtype: DType;
+  /** The attention op's saved slot (AttentionOp.savedElements) per entry of acts, grown on demand. */
+  private saved: { n: number; bufs: Buf[] } | null = null;
 
   constructor(o: GPTOptions) {
     validateConfig(o.config);
@@ -62,6 +66,8 @@ export class GPT {
     this.k = o.kernels;
     this.rows = o.rows;
     this.checkpoint = !!o.checkpoint;
+    this.arena = o.arena;
+    this.dtype = o.dtype;
     this.store = new ParamStore(o.config);
     this.params = o.arena.alloc('params', this.store.size, o.dtype);
     this.grads = o.arena.alloc('grads', this.store.size, o.dtype);
@@ -86,6 +92,18 @@ export class GPT {
     return { cfg: this.cfg, k: this.k, store: this.store, params: this.params, grads: this.grads, attn: inp.attn, pos: inp.pos, dims };
   }
 
+  /**
+   * Saved slots of the step's attention op, one per entry of acts (one under checkpointing, where
+   * the recomputed forward refills it before each layer's backward); none if it saves nothing.
+   * Allocated from the arena as activations when first needed or when a larger one is asked for.
+   */
+  private savedSlots(c: BlockCtx): (Buf | undefined)[] {
+    const n = c.attn.savedElements?.(c.dims) ?? 0;
+    if (n <= 0) return [];
+    if (!this.saved || this.saved.n < n) this.saved = { n, bufs: this.acts.map(() => this.arena.alloc('activations', n, this.dtype)) };
+    return this.saved.bufs.map((b) => (b.length === n ? b : b.subarray(0, n)));
+  }
+
   private resid(l: number): Buf {
     const NC = this.rows.B * this.rows.T * this.cfg.width;
     return this.head.resid.subarray(l * NC, (l + 1) * NC);
@@ -104,10 +122,11 @@ export class GPT {
     }
     this.last = inp;
     const c = this.ctx(inp);
+    const saved = this.savedSlots(c);
     k.embeddingForward({ out: this.resid(0) }, { tokens: inp.tokens, weight: this.store.view(this.params, 'wte') }, { N, C: cfg.width });
     for (let l = 0; l < cfg.layers; l++) {
-      // Under checkpointing this pass's activations are dropped: the op keeps nothing for backward.
-      await blockForward(c, l, this.acts[this.checkpoint ? 0 : l]!, this.scratch, this.resid(l), this.resid(l + 1), !this.checkpoint);
+      const a = this.checkpoint ? 0 : l;
+      await blockForward(c, l, this.acts[a]!, this.scratch, this.resid(l), this.resid(l + 1), saved[a]);
     }
     const h = this.head;
     const C = cfg.width;
@@ -159,11 +178,13 @@ export class GPT {
         { N, C },
       );
     }
+    const saved = this.savedSlots(c);
     for (let l = cfg.layers - 1; l >= 0; l--) {
-      const a = this.acts[this.checkpoint ? 0 : l]!;
+      const ai = this.checkpoint ? 0 : l;
+      const a = this.acts[ai]!;
       // Recompute this block's activations from its saved input (the output is rewritten unchanged).
-      if (this.checkpoint) await blockForward(c, l, a, s, this.resid(l), this.resid(l + 1));
-      await blockBackward(c, l, a, s, this.resid(l), s.dResid);
+      if (this.checkpoint) await blockForward(c, l, a, s, this.resid(l), this.resid(l + 1), saved[ai]);
+      await blockBackward(c, l, a, s, this.resid(l), s.dResid, saved[ai]);
     }
     k.embeddingBackward({ dWeight: this.store.view(this.grads, 'wte') }, { dOut: s.dResid, tokens: inp.tokens }, { N, C });
   }

@@ -110,9 +110,10 @@ async function rankBody(world: World, a: RankArgs, kernels: Kernels): Promise<Ra
   const out = allocBuf(dtypeOf(o.q), B * T * H * D);
   const lse = allocBuf(dtypeOf(o.q), B * T * H);
   let t0 = performance.now();
-  // With dOut, key 0 lets the op keep what its backward needs (Ulysses: head-side q, k, v, out, lse).
-  const key = o.dOut ? 0 : undefined;
-  await op.forward({ out, lse }, { q, k, v }, d, key);
+  // With dOut, the op's saved slot carries what its backward needs (Ulysses: head-side q, k, v, out, lse).
+  const nSaved = o.dOut ? (op.savedElements?.(d) ?? 0) : 0;
+  const saved = nSaved > 0 ? allocBuf(dtypeOf(o.q), nSaved) : undefined;
+  await op.forward({ out, lse, saved }, { q, k, v }, d);
   const forwardSec = (performance.now() - t0) / 1000;
   const res: RankResult = { out, lse, commBytes: {}, records: {}, scratchBytes: 0, positions: pos, forwardSec, backwardSec: 0 };
   if (o.dOut) {
@@ -121,7 +122,7 @@ async function rankBody(world: World, a: RankArgs, kernels: Kernels): Promise<Ra
     res.dk = allocBuf(dtypeOf(o.q), k.length);
     res.dv = allocBuf(dtypeOf(o.q), v.length);
     t0 = performance.now();
-    await op.backward({ dq: res.dq, dk: res.dk, dv: res.dv }, { dOut, q, k, v, out, lse }, d, key);
+    await op.backward({ dq: res.dq, dk: res.dk, dv: res.dv }, { dOut, q, k, v, out, lse, saved }, d);
     res.backwardSec = (performance.now() - t0) / 1000;
   }
   // One log per group; with an unsplit sp the ring group is a different group over the same ranks.

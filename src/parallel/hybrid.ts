@@ -38,17 +38,18 @@ export function createHybridAttention(
     layout,
     scratch,
     positions: layout.positions(spIndex),
-    async forward(o, i, d, key) {
+    savedElements: (d) => wrap.savedElements(d),
+    async forward(o, i, d) {
       check(d);
       checkShapes('hybrid', d, { ...o, ...i });
       scratch.begin();
-      await wrap.forward(o, i, d, key);
+      await wrap.forward(o, i, d);
     },
-    async backward(g, i, d, key) {
+    async backward(g, i, d) {
       check(d);
       checkShapes('hybrid', d, { ...g, ...i });
       scratch.begin();
-      await wrap.backward(g, i, d, key);
+      await wrap.backward(g, i, d);
     },
   };
 }

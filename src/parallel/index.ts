@@ -4,8 +4,9 @@
  * Decisions (see also the scheme files):
  * - zigzag and stripe accept non-causal attention (exact, just no reason to reorder); USP needs it.
  * - zigzag works for any P, odd included, as long as S % 2P == 0.
- * - ops keep nothing between forward and backward unless called with a key (AttentionOp): then
- *   Ulysses and hybrid keep their head-side q, k, v, out, lse and backward exchanges only dOut.
+ * - ops keep nothing between forward and backward; what backward reuses travels in the caller's
+ *   `saved` slot (AttentionOp.savedElements): Ulysses and hybrid put their head-side q, k, v, out,
+ *   lse there and backward exchanges only dOut.
  * - cost(): bytes are computed call by call with the comm layer's own `sentBytes`, in the order
  *   the op makes the calls, so they equal the CommLog totals exactly (fwd + bwd, per axis).
  */
@@ -144,9 +145,9 @@ export interface CostOptions {
   ulysses?: number;
   allgatherLayout?: AllGatherLayout;
   /**
-   * ulysses, hybrid: backward reuses the head-side q, k, v, out, lse that forward kept (default
-   * true: what training, which passes a layer key, and distributedAttention with dOut do); false
-   * plans the stateless calls, which exchange them again.
+   * ulysses, hybrid: backward reuses the head-side q, k, v, out, lse that forward left in the
+   * `saved` slot (default true: what training and distributedAttention with dOut do); false plans
+   * the calls without a slot, which exchange them again.
    */
   keepHeads?: boolean;
 }

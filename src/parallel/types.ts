@@ -44,22 +44,21 @@ export interface AttnCost {
  * out: [B, T, H, D]; lse: [B, T, H] (float32 or float64, same dtype as out).
  * backward accumulates dq, dk, dv (the caller zeroes them).
  *
- * `key` (optional, the model passes its layer index) names the activations of a call. With a key
- * an op may keep state from forward(key) for the next backward(key), like autograd's saved
- * tensors: Ulysses keeps its head-side q, k, v, out, lse so that backward exchanges only dOut and
- * the gradients. The caller promises that backward(key) follows the latest forward(key) on the
- * same, unmodified buffers (activation recomputation re-runs forward(key) first); an op still
- * checks the buffers' identity and dims and falls back to recomputing what it would have kept.
- * Without a key every call is stateless.
+ * `saved` (DESIGN §4: backward receives what forward saved as named inputs): a buffer of
+ * savedElements(d) elements that forward fills and the matching backward reads. Ulysses saves its
+ * head-side q, k, v, out, lse there, so that backward exchanges only dOut and the gradients. The
+ * caller owns it (the model keeps one per layer with the layer's activations); without it
+ * (or when savedElements is 0 or absent) the op saves nothing and backward exchanges again.
  */
 export interface AttentionOp {
   readonly name: SchemeName;
   readonly layout: SeqLayout;
-  forward(o: { out: Buf; lse: Buf }, i: { q: Buf; k: Buf; v: Buf }, d: AttnDims, key?: number): Promise<void>;
+  /** Elements (activation dtype) of the `saved` slot for dims d; 0 or absent: nothing to save. */
+  savedElements?(d: AttnDims): number;
+  forward(o: { out: Buf; lse: Buf; saved?: Buf }, i: { q: Buf; k: Buf; v: Buf }, d: AttnDims): Promise<void>;
   backward(
     g: { dq: Buf; dk: Buf; dv: Buf },
-    i: { dOut: Buf; q: Buf; k: Buf; v: Buf; out: Buf; lse: Buf },
+    i: { dOut: Buf; q: Buf; k: Buf; v: Buf; out: Buf; lse: Buf; saved?: Buf },
     d: AttnDims,
-    key?: number,
   ): Promise<void>;
 }

@@ -7,12 +7,11 @@
  * The gathered tokens are the group members' tokens in rank order; their global positions go to the
  * inner attention, so any layout works (USP runs it on zigzag pieces, §8.3).
  *
- * Called with a key (the model's layer index, AttentionOp), forward keeps the head-side q, k, v,
- * out, lse of that call in a pool of its own and backward(key) exchanges only dOut in and dq, dk,
- * dv back: 4 all-to-alls instead of 9 (DeepSpeed's autograd keeps the same tensors). That costs
- * the head-side copies per layer, [B, P·T, H/P | G/P, D] — as much again as the sequence-side q, k,
- * v, out the model keeps. Without a key (or if the buffers or dims differ from the kept call's)
- * backward exchanges q, k, v, out, lse again, statelessly.
+ * With a `saved` slot (AttentionOp), forward leaves its head-side q, k, v, out, lse there and
+ * backward exchanges only dOut in and dq, dk, dv back: 4 all-to-alls instead of 9 (DeepSpeed's
+ * autograd keeps the same tensors). The slot costs [B, P·T, H/P | G/P, D] for each of them — as
+ * much again as the sequence-side q, k, v, out the model keeps. Without a slot backward exchanges
+ * q, k, v, out, lse again.
  */
 import type { Buf } from '../tensor/dtype.js';
 import type { Kernels } from '../kernels/types.js';
@@ -70,10 +69,10 @@ export function ulyssesWrap(
   };
   type Slots = ReturnType<typeof exchangeSlots>;
 
-  /** [B, T, heads, row] x -allToAll-> [B, P·T, heads/P, row] (a new buffer of `pool`). */
-  const toHeads = async (x: Buf, part: A2APart, B: number, T: number, slots: Slots, pool: Scratch = scratch): Promise<Buf> => {
+  /** [B, T, heads, row] x -allToAll-> [B, P·T, heads/P, row] (into `dest`, or a new scratch buffer). */
+  const toHeads = async (x: Buf, part: A2APart, B: number, T: number, slots: Slots, dest?: Buf): Promise<Buf> => {
     const nP = sizeOf(part, B, T);
-    const head = pool.alloc(x, nP);
+    const head = dest ?? scratch.alloc(x, nP);
     const send = slots.send.subarray(0, nP);
     packSeqToHead(kernels, send, x, rowsOf(part, B, T));
     if (B === 1) {
@@ -99,74 +98,57 @@ export function ulyssesWrap(
     unpackHeadToSeq(kernels, x, recv, rowsOf(part, B, T), add);
   };
 
-  /** Head-side tensors of forward(key), valid for the next backward(key) on the same buffers and dims. */
-  interface Kept {
-    pool: Scratch;
-    valid: boolean;
-    seqSide: Buf[];
-    dims: string;
-    heads: [Buf, Buf, Buf, Buf, Buf];
-  }
-  // Pools are lent per key from forward(key) to backward(key) and then returned, so held memory is
-  // the most keys alive at once: every layer without checkpointing, one with it.
-  const kept = new Map<number, Kept>();
-  const free: Kept[] = [];
-  const keptFor = (key: number): Kept => {
-    let k = kept.get(key) ?? free.pop();
-    k ??= { pool: scratch.child(), valid: false, seqSide: [], dims: '', heads: [] as unknown as Kept['heads'] };
-    kept.set(key, k);
-    return k;
+  /** The exchanged parts and the saved slot's views, in the order q, k, v, out, lse. */
+  const parts = (d: AttnDims) => {
+    const { qs, kvs } = ulyssesSplits(what, d.H, d.G, P, axis);
+    const qP: A2APart = { split: qs, row: d.D };
+    const kvP: A2APart = { split: kvs, row: d.D };
+    const lseP: A2APart = { split: qs, row: 1 };
+    return { qs, kvs, qP, kvP, lseP, savedSizes: [qP, kvP, kvP, qP, lseP].map((x) => sizeOf(x, d.B, d.T)) };
+  };
+  const savedViews = (saved: Buf, sizes: number[]): Buf[] => {
+    const need = sizes.reduce((a, b) => a + b, 0);
+    if (saved.length < need) throw new Error(`${what}: saved slot has ${saved.length} elements, needs ${need}`);
+    let off = 0;
+    return sizes.map((n) => saved.subarray(off, (off += n)));
   };
 
   return {
     gathered,
-    async forward(o: { out: Buf; lse: Buf }, i: { q: Buf; k: Buf; v: Buf }, d: AttnDims, key?: number): Promise<void> {
-      const { B, T, H, G } = d;
-      const { qs, kvs } = ulyssesSplits(what, H, G, P, axis);
-      const qP: A2APart = { split: qs, row: d.D };
-      const kvP: A2APart = { split: kvs, row: d.D };
-      const lseP: A2APart = { split: qs, row: 1 };
+    savedElements(d: AttnDims): number {
+      return parts(d).savedSizes.reduce((a, b) => a + b, 0);
+    },
+
+    async forward(o: { out: Buf; lse: Buf; saved?: Buf }, i: { q: Buf; k: Buf; v: Buf }, d: AttnDims): Promise<void> {
+      const { B, T } = d;
+      const { qs, kvs, qP, kvP, lseP, savedSizes } = parts(d);
       const slots = exchangeSlots(i.q, [qP, kvP, lseP].map((x) => sizeOf(x, B, T)));
-      const keep = key === undefined ? null : keptFor(key);
-      if (keep) {
-        keep.valid = false;
-        keep.pool.begin();
-      }
-      const pool = keep?.pool ?? scratch;
+      const keep = o.saved ? savedViews(o.saved, savedSizes) : [];
       // [B, T, H|G|G, D] q, k, v -allToAll(sp) ×3-> [B, P·T, H/P | G/P | G/P, D] (kv replicated when P % G == 0)
-      const q = await toHeads(i.q, qP, B, T, slots, pool);
-      const k = await toHeads(i.k, kvP, B, T, slots, pool);
-      const v = await toHeads(i.v, kvP, B, T, slots, pool);
-      const outH = pool.alloc(o.out, q.length);
-      const lseH = pool.alloc(o.lse, B * P * T * qs.perRank);
+      const q = await toHeads(i.q, qP, B, T, slots, keep[0]);
+      const k = await toHeads(i.k, kvP, B, T, slots, keep[1]);
+      const v = await toHeads(i.v, kvP, B, T, slots, keep[2]);
+      const outH = keep[3] ?? scratch.alloc(o.out, q.length);
+      const lseH = keep[4] ?? scratch.alloc(o.lse, B * P * T * qs.perRank);
       await inner.forward({ out: outH, lse: lseH }, { q, k, v }, { ...d, T: P * T, H: qs.perRank, G: kvs.perRank }, gathered);
       // [B, P·T, H/P, D|1] out, lse -allToAll(sp) ×2-> [B, T, H, D|1]
       await toSeq(o.out, outH, qP, B, T, false, slots);
       await toSeq(o.lse, lseH, lseP, B, T, false, slots);
-      if (keep) Object.assign(keep, { valid: true, seqSide: [i.q, i.k, i.v, o.out, o.lse], dims: JSON.stringify(d), heads: [q, k, v, outH, lseH] });
     },
 
     async backward(
       g: { dq: Buf; dk: Buf; dv: Buf },
-      i: { dOut: Buf; q: Buf; k: Buf; v: Buf; out: Buf; lse: Buf },
+      i: { dOut: Buf; q: Buf; k: Buf; v: Buf; out: Buf; lse: Buf; saved?: Buf },
       d: AttnDims,
-      key?: number,
     ): Promise<void> {
-      const { B, T, H, G } = d;
-      const { qs, kvs } = ulyssesSplits(what, H, G, P, axis);
-      const qP: A2APart = { split: qs, row: d.D };
-      const kvP: A2APart = { split: kvs, row: d.D };
-      const lseP: A2APart = { split: qs, row: 1 };
+      const { B, T } = d;
+      const { qs, kvs, qP, kvP, lseP, savedSizes } = parts(d);
       const slots = exchangeSlots(i.q, [qP, kvP, lseP].map((x) => sizeOf(x, B, T)));
-      const st = key === undefined ? undefined : kept.get(key);
-      const seqSide = [i.q, i.k, i.v, i.out, i.lse];
-      const usable = !!st && st.valid && st.dims === JSON.stringify(d) && st.seqSide.every((b, j) => b === seqSide[j]);
-      if (st) st.valid = false; // one backward per forward; the pool goes back once it is read
       let q: Buf, k: Buf, v: Buf, out: Buf, lse: Buf;
-      if (usable) {
-        [q, k, v, out, lse] = st!.heads;
+      if (i.saved) {
+        [q, k, v, out, lse] = savedViews(i.saved, savedSizes) as [Buf, Buf, Buf, Buf, Buf];
       } else {
-        // Nothing kept: what forward exchanged goes again.
+        // Nothing saved: what forward exchanged goes again.
         // [B, T, heads, D|1] q, k, v, out, lse -allToAll(sp) ×5-> [B, P·T, heads/P, D|1]
         const heads: Buf[] = [];
         for (const [x, part] of [[i.q, qP], [i.k, kvP], [i.v, kvP], [i.out, qP], [i.lse, lseP]] as const) heads.push(await toHeads(x, part, B, T, slots));
@@ -179,10 +161,6 @@ export function ulyssesWrap(
       const dkH = scratch.alloc(g.dk, k.length).fill(0);
       const dvH = scratch.alloc(g.dv, v.length).fill(0);
       await inner.backward({ dq: dqH, dk: dkH, dv: dvH }, { dOut, q, k, v, out, lse }, { ...d, T: P * T, H: qs.perRank, G: kvs.perRank }, gathered);
-      if (st && key !== undefined) {
-        kept.delete(key);
-        free.push(st);
-      }
       // [B, P·T, H/P | G/P | G/P, D] dq, dk, dv -allToAll(sp) ×3-> [B, T, H|G|G, D], replicas of a kv head summed.
       await toSeq(g.dq, dqH, qP, B, T, true, slots);
       await toSeq(g.dk, dkH, kvP, B, T, true, slots);
@@ -212,17 +190,18 @@ export function createUlyssesAttention(
     layout,
     scratch,
     positions: members[group.rank]!,
-    async forward(o, i, d, key) {
+    savedElements: (d) => wrap.savedElements(d),
+    async forward(o, i, d) {
       check(d);
       checkShapes('ulysses', d, { ...o, ...i });
       scratch.begin();
-      await wrap.forward(o, i, d, key);
+      await wrap.forward(o, i, d);
     },
-    async backward(g, i, d, key) {
+    async backward(g, i, d) {
       check(d);
       checkShapes('ulysses', d, { ...g, ...i });
       scratch.begin();
-      await wrap.backward(g, i, d, key);
+      await wrap.backward(g, i, d);
     },
   };
 }

@@ -26,11 +26,7 @@ export class Scratch {
   private cur = 0;
   private readonly slots: Buf[] = [];
 
-  /** `parent`: a pool whose peakBytes also counts this one's (kept state reported with the op's scratch). */
-  constructor(
-    private readonly mem?: ScratchMemory,
-    private readonly parent?: Scratch,
-  ) {}
+  constructor(private readonly mem?: ScratchMemory) {}
 
   begin(): void {
     this.cur = 0;
@@ -44,9 +40,7 @@ export class Scratch {
     if (!b || !same || b.length < n) {
       const size = Math.max(n, same ? b!.length : 0);
       const grown = this.mem ? this.mem.allocBuffer(like instanceof Float64Array ? 'float64' : 'float32', size) : allocLike(like, size);
-      const delta = grown.byteLength - (b?.byteLength ?? 0);
-      this.peakBytes += delta;
-      if (this.parent) this.parent.peakBytes += delta;
+      this.peakBytes += grown.byteLength - (b?.byteLength ?? 0);
       if (b && this.mem) this.mem.releaseBuffer(b);
       this.slots[i] = b = grown;
     }
@@ -63,15 +57,6 @@ export class Scratch {
   /** Fills every held buffer with v (tests: NaN catches a caller that relies on zeroed scratch). */
   poison(v = NaN): void {
     for (const b of this.slots) b.fill(v);
-    for (const c of this.children) c.poison(v);
-  }
-
-  /** Pools reporting into this one (poisoned with it). */
-  readonly children: Scratch[] = [];
-  child(): Scratch {
-    const c = new Scratch(this.mem, this);
-    this.children.push(c);
-    return c;
   }
 }
 

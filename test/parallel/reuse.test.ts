@@ -97,9 +97,9 @@ describe('scratch pool reuse', () => {
   }
 });
 
-describe('state kept from forward(key) for backward(key)', () => {
+describe('the saved slot (what forward saves for backward, as a named buffer)', () => {
   for (const run of [{ scheme: 'ulysses' as const, P: 2 }, { scheme: 'ulysses' as const, P: 4 }, { scheme: 'hybrid' as const, P: 4, ulysses: 2 }]) {
-    it(`${run.scheme} P=${run.P}: keyed calls equal stateless ones bitwise, send only dOut in backward, and fall back when the buffers differ`, async () => {
+    it(`${run.scheme} P=${run.P}: with a saved slot results equal the no-slot path bitwise and backward sends only dOut in`, async () => {
       const S = 8 * run.P;
       await runRanks(run.P, async (world) => {
         const u = run.ulysses ?? run.P;
@@ -109,53 +109,36 @@ describe('state kept from forward(key) for backward(key)', () => {
         const op = createAttention(run.scheme, groups, jsKernels, { S });
         const d: AttnDims = { B: 2, S, T: op.positions.length, H: 4, G: 2, D: 4, causal: true, scale: 0.5 };
         const { B, T, H, G, D } = d;
-        const inputs = (seed: number) => ({
-          q: randn('float64', B * T * H * D, seed), k: randn('float64', B * T * G * D, seed + 1), v: randn('float64', B * T * G * D, seed + 2),
-          dOut: randn('float64', B * T * H * D, seed + 3),
-        });
-        const run1 = async (x: ReturnType<typeof inputs>, key: number | undefined, other?: ReturnType<typeof inputs>) => {
+        // q, k, v, out [B, u·T, H/u | G/u, D] and lse [B, u·T, H/u] (kv replicated when u % G == 0)
+        const Gs = G % u === 0 ? G : u;
+        assert.equal(op.savedElements!(d), B * u * T * (2 * (H / u) * D + 2 * (Gs / u) * D + H / u));
+        const x = {
+          q: randn('float64', B * T * H * D, 10 + world.rank), k: randn('float64', B * T * G * D, 20 + world.rank), v: randn('float64', B * T * G * D, 30 + world.rank),
+          dOut: randn('float64', B * T * H * D, 40 + world.rank),
+        };
+        const run1 = async (saved: Buf | undefined) => {
           const out = new Float64Array(x.q.length), lse = new Float64Array(B * T * H);
-          await op.forward({ out, lse }, { q: x.q, k: x.k, v: x.v }, d, key);
-          // `other`: forward(key) on other buffers in between, so backward(key) must not use what was kept
-          if (other) await op.forward({ out: new Float64Array(out.length), lse: new Float64Array(lse.length) }, { q: other.q, k: other.k, v: other.v }, d, key);
+          await op.forward({ out, lse, saved }, { q: x.q, k: x.k, v: x.v }, d);
           const g = { dq: new Float64Array(x.q.length), dk: new Float64Array(x.k.length), dv: new Float64Array(x.v.length) };
           const before = groups[axis].log.records.filter((r) => r.axis === axis).length;
-          await op.backward(g, { dOut: x.dOut, q: x.q, k: x.k, v: x.v, out, lse }, d, key);
+          await op.backward(g, { dOut: x.dOut, q: x.q, k: x.k, v: x.v, out, lse, saved }, d);
           const a2a = groups[axis].log.records.filter((r) => r.axis === axis).slice(before).filter((r) => r.op === 'allToAll').length;
           return { out, lse, ...g, a2a };
         };
-        const x = inputs(10 + world.rank);
-        const stateless = await run1(x, undefined);
-        const keyed = await run1(x, 3);
-        const fallback = await run1(x, 3, inputs(50 + world.rank));
-        for (const f of ['out', 'lse', 'dq', 'dk', 'dv'] as const) {
-          assert.deepEqual(keyed[f], stateless[f], `keyed ${f}, rank ${world.rank}`);
-          assert.deepEqual(fallback[f], stateless[f], `fallback ${f}, rank ${world.rank}`);
-        }
-        assert.equal(stateless.a2a, 9, 'stateless backward: q, k, v, out, lse, dOut in; dq, dk, dv out');
-        assert.equal(keyed.a2a, 4, 'keyed backward: dOut in; dq, dk, dv out');
-        assert.equal(fallback.a2a, 9, 'a forward on other buffers in between: exchanged again');
-        // A pool is lent from forward(key) to backward(key): keys used one after another share
-        // one (activation checkpointing); keys alive together each hold one (plain training).
-        assert.equal(op.scratch.children.length, 1, 'sequential keys: one pool');
-        const y = inputs(70 + world.rank);
-        const outs = [0, 1].map(() => ({ out: new Float64Array(y.q.length), lse: new Float64Array(B * T * H) }));
-        for (const key of [0, 1]) await op.forward(outs[key]!, { q: y.q, k: y.k, v: y.v }, d, key);
-        for (const key of [1, 0]) {
-          const g = { dq: new Float64Array(y.q.length), dk: new Float64Array(y.k.length), dv: new Float64Array(y.v.length) };
-          await op.backward(g, { dOut: y.dOut, q: y.q, k: y.k, v: y.v, ...outs[key]! }, d, key);
-        }
-        assert.equal(op.scratch.children.length, 2, 'two keys alive at once: two pools');
-        // keyed state is reported with the op's scratch
-        assert.ok(op.scratch.peakBytes >= (2 * B * S * (H / u) * D + 2 * B * S * (G / u) * D + B * S * (H / u)) * 8 / (run.P / u));
+        const plain = await run1(undefined);
+        const withSlot = await run1(new Float64Array(op.savedElements!(d)).fill(NaN));
+        for (const f of ['out', 'lse', 'dq', 'dk', 'dv'] as const) assert.deepEqual(withSlot[f], plain[f], `${f}, rank ${world.rank}`);
+        assert.equal(plain.a2a, 9, 'no slot: q, k, v, out, lse, dOut in; dq, dk, dv out');
+        assert.equal(withSlot.a2a, 4, 'slot: dOut in; dq, dk, dv out');
+        await assert.rejects(op.forward({ out: new Float64Array(x.q.length), lse: new Float64Array(B * T * H), saved: new Float64Array(3) }, x, d), /saved slot has 3 elements, needs/);
       });
     });
   }
 });
 
-describe('kept state under activation checkpointing', () => {
+describe('saved slots in the model', () => {
   for (const run of [{ scheme: 'ulysses' as const, P: 2 }, { scheme: 'hybrid' as const, P: 4, ulysses: 2 }]) {
-    it(`${run.scheme} P=${run.P}: a 3-layer model with and without checkpointing gives bitwise the same gradients; checkpointing keeps one layer's head-side tensors, not three`, async () => {
+    it(`${run.scheme} P=${run.P}: a 3-layer model with and without checkpointing gives bitwise the same gradients; slots are arena activations, one per kept layer`, async () => {
       const S = 4 * run.P;
       await runRanks(run.P, async (world) => {
         const u = run.ulysses ?? run.P;
@@ -163,11 +146,13 @@ describe('kept state under activation checkpointing', () => {
         const groups = { sp: mesh.group('sp'), ulysses: mesh.group('ulysses'), ring: mesh.group('ring') };
         const cfg = { ...DEFAULT_CONFIG, vocab: 11, width: 16, layers: 3, heads: 4, kvHeads: 2, ffn: 12 };
         const grads: Float64Array[] = [];
-        const pools: number[] = [];
+        const slotBytes: number[] = [];
         for (const checkpoint of [false, true]) {
           const attn = createAttention(run.scheme, groups, jsKernels, { S });
           const pos = attn.positions;
-          const model = new GPT({ config: cfg, kernels: jsKernels, arena: new Arena('float64'), dtype: 'float64', rows: { B: 1, T: pos.length }, checkpoint });
+          const arena = new Arena('float64');
+          const model = new GPT({ config: cfg, kernels: jsKernels, arena, dtype: 'float64', rows: { B: 1, T: pos.length }, checkpoint });
+          const before = arena.stats().byCategory.activations.liveBytes;
           model.store.init(model.params, 3);
           const glob = randInts(S + 1, cfg.vocab, 5);
           const tokens = Int32Array.from(pos, (p) => glob[p]!);
@@ -178,10 +163,11 @@ describe('kept state under activation checkpointing', () => {
             await model.backward(1 / S);
           }
           grads.push(Float64Array.from(model.grads));
-          pools.push(attn.scratch.children.length);
+          slotBytes.push((arena.stats().byCategory.activations.liveBytes) - before);
+          const dims = { B: 1, S, T: pos.length, H: 4, G: 2, D: 4, causal: true, scale: 0.5 };
+          assert.equal(slotBytes.at(-1), (checkpoint ? 1 : 3) * attn.savedElements!(dims) * 8, `rank ${world.rank}: slot bytes, checkpoint=${checkpoint}`);
         }
         assert.deepEqual(grads[1], grads[0], `rank ${world.rank}: gradients with checkpointing`);
-        assert.deepEqual(pools, [3, 1], `rank ${world.rank}: kept pools without / with checkpointing`);
       });
     });
   }
