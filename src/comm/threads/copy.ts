@@ -61,6 +61,11 @@ export function setRawAccess(r: RawAccess | null): void {
   raw = r;
 }
 
+/** The installed raw access (a reader needs it whatever the size), or null. */
+export function rawAccess(): RawAccess | null {
+  return raw;
+}
+
 /** The installed raw access when a buffer of `bytes` is worth reading by address (off-heap for sure), else null. */
 export function rawAccessFor(bytes: number): RawAccess | null {
   return bytes >= MIN_BYTES ? raw : null;

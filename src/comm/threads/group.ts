@@ -1,18 +1,19 @@
 /**
  * Worker side of the threads transport: a ProcessGroup whose calls go through shared memory.
- * Each rank copies its contribution once into its own arena region, publishes a descriptor with
- * Atomics, and reads its peers' regions directly into its outputs. Calls on one group run in
+ * Each rank offers its contribution (in place, by address, or staged into its arena region:
+ * placement.ts), publishes a descriptor with Atomics, and reads its peers' data directly into its
+ * outputs. Calls on one group run in
  * order (a rank's region is reused by the next call only after every member finished reading).
  * Waiting never blocks the event loop: Atomics.waitAsync on the group's bell.
  */
-import type { AxisName, CommArrays, CommBuf, CommDtype, ReduceOp, World } from '../types.js';
+import type { AxisName, CommArrays, CommBuf, CommDtype, ReduceOp } from '../types.js';
 import { CommAbortError, CommError } from '../errors.js';
 import { checkPairs, COMM_BPE, finishAvg, GroupBase, mismatchMessage, newCommArray, OPS, REDOPS, sameCall, sliceStart, type Call } from '../core.js';
-import { checkGroupRanks } from '../groups.js';
 import { availableParallelism } from 'node:os';
 import { waitAsync } from './compat.js';
-import { bulkAccumulate, bulkCopy, rawAccessFor, type RawAccess } from './copy.js';
-import { align, ArenaAlloc, F, FF, hash32, Layout, MAX_GROUPS } from './shm.js';
+import { bulkAccumulate, bulkCopy, rawAccess } from './copy.js';
+import { rawReadable, readableInPlace } from './placement.js';
+import { align, ArenaAlloc, F, FF, Layout } from './shm.js';
 
 /** What every group of one rank in one run shares. */
 export interface ThreadsCtx {
@@ -194,8 +195,8 @@ export class ThreadsGroup extends GroupBase {
     const n = c.bytes / (bpe || 1);
     const redBytes = c.op === 'allReduce' ? (sliceStart(n, P, m + 1) - sliceStart(n, P, m)) * bpe : 0;
     const sends = c.a !== null && !(c.op === 'broadcast' && c.root !== m);
-    const direct = sends && c.bytes > 0 && this.readableInPlace(c);
-    const raw = sends && !direct && c.bytes > 0 ? this.rawReadable(c) : null;
+    const direct = sends && c.bytes > 0 && readableInPlace(c, this.ctx.alloc.sab);
+    const raw = sends && !direct && c.bytes > 0 ? rawReadable(c) : null;
     const staged = sends && !direct && !raw;
     const need = (staged ? align(c.bytes) : 0) + redBytes;
     const region = need > 0 ? ctx.alloc.region(gid, need) : 0;
@@ -293,27 +294,11 @@ export class ThreadsGroup extends GroupBase {
     }
   }
 
-  /**
-   * Can peers read the send buffer by address (ordinary memory, one copy)? With the addon's raw
-   * reads installed, for a buffer large enough to be off the V8 heap, not overlapping what this
-   * rank writes while peers read (as for readableInPlace), and, for reductions, only sums of
-   * floats (rawRead copies or adds).
-   */
-  private rawReadable(c: Call): RawAccess | null {
-    const r = rawAccessFor(c.bytes);
-    if (!r) return null;
-    if ((c.op === 'reduceScatter' || c.op === 'allReduce') && (!(c.redop === 'sum' || c.redop === 'avg') || !(c.a instanceof Float32Array || c.a instanceof Float64Array))) return null;
-    const a = c.a!;
-    if (c.op === 'allReduce' || c.op === 'broadcast' || c.b === null || c.b.buffer !== a.buffer) return r;
-    const b = c.b;
-    return b.byteOffset + b.byteLength <= a.byteOffset || a.byteOffset + a.byteLength <= b.byteOffset ? r : null;
-  }
-
   /** dst = (op: null) or += member k's published data from byte `byteOff`: its arena region or its buffer by address. */
   private fromPeer(dst: View, k: number, byteOff: number, op: ReduceOp | null, s: number): void {
     const { ctx, gid } = this;
     if (this.field(k, F.RAW) === 1) {
-      const r = rawAccessFor(Infinity);
+      const r = rawAccess();
       if (!r) throw new CommError(`${this.cur.op} #${this.cur.seq} on axis ${this.axis}: rank ${this.ranks[k]} offers its buffer by address but this rank has no raw reads installed (setRawAccess on every rank, or on none)`, this.cur.op, this.cur.seq, this.axis);
       const addr = ctx.f64[ctx.layout.f(gid, k, FF.OFF)]! + byteOff;
       const ok = r.read(dst, addr, op !== null, ctx.i32, ctx.layout.i(gid, k, F.READING), ctx.layout.i(gid, k, F.CLOSED), s, ctx.layout.rawStop);
@@ -326,20 +311,6 @@ export class ThreadsGroup extends GroupBase {
     const src = this.peerView(k, dst instanceof Float64Array ? 2 : dst instanceof Float32Array ? 1 : 3, FF.OFF, byteOff, dst.byteLength);
     if (op === null) bulkCopy(dst, src);
     else bulkAccumulate(dst, src, op);
-  }
-
-  /**
-   * Can peers read the send buffer where it is? It must live in our arena, and (except allReduce,
-   * whose slices are only rewritten after every rank has reduced, and broadcast, whose root only
-   * reads) must not overlap what this rank writes while peers may still read it.
-   */
-  private readableInPlace(c: Call): boolean {
-    const a = c.a!;
-    if (a.buffer !== this.ctx.alloc.sab) return false;
-    if (c.op === 'allReduce' || c.op === 'broadcast' || c.b === null) return true;
-    const b = c.b;
-    if (b.buffer !== a.buffer) return true;
-    return b.byteOffset + b.byteLength <= a.byteOffset || a.byteOffset + a.byteLength <= b.byteOffset;
   }
 
   private async move(c: Call, s: number, n: number, at: string): Promise<void> {
@@ -404,51 +375,6 @@ export class ThreadsGroup extends GroupBase {
       const khi = sliceStart(n, P, k + 1);
       if (khi > klo) bulkCopy(c.a!.subarray(klo, khi), this.peerView(k, dt, FF.OFF2, 0, (khi - klo) * bpe));
     }
-  }
-}
-
-export class ThreadsWorld implements World {
-  readonly transport = 'threads' as const;
-  readonly group: ThreadsGroup;
-  private nextGroup = 0;
-
-  constructor(private readonly ctx: ThreadsCtx) {
-    this.group = this.newGroup(
-      Array.from({ length: ctx.size }, (_, i) => i),
-      'world',
-    );
-  }
-
-  get rank(): number {
-    return this.ctx.rank;
-  }
-  get size(): number {
-    return this.ctx.size;
-  }
-
-  newGroup(ranks: readonly number[], axis: AxisName): ThreadsGroup {
-    checkGroupRanks(ranks, this.size);
-    const id = this.nextGroup++;
-    if (id >= MAX_GROUPS) throw new RangeError(`newGroup: more than ${MAX_GROUPS} groups in one run`);
-    const key = `${axis}|${ranks.join(',')}`;
-    const h = hash32(key);
-    const old = Atomics.compareExchange(this.ctx.i32, this.ctx.layout.hash(id), 0, h);
-    if (old !== 0 && old !== h) throw new Error(`newGroup #${id}: rank ${this.rank} passed [${ranks.join(', ')}] (axis ${axis}) but another rank passed a different list or axis`);
-    return new ThreadsGroup(this.ctx, id, axis, ranks.indexOf(this.rank), [...ranks], this.rank);
-  }
-}
-
-/**
- * Marks this rank as returned (or failed: every waiting peer then aborts) and wakes every group,
- * so peers waiting for it fail at once instead of at their timeout.
- */
-export function announceExit(ctx: ThreadsCtx, failed: boolean): void {
-  Atomics.store(ctx.i32, ctx.layout.exit(ctx.rank), 1);
-  if (failed) Atomics.compareExchange(ctx.i32, ctx.layout.failed, 0, ctx.rank + 1);
-  for (let g = 0; g < MAX_GROUPS; g++) {
-    const b = ctx.layout.bell(g);
-    Atomics.add(ctx.i32, b, 1);
-    Atomics.notify(ctx.i32, b);
   }
 }
 

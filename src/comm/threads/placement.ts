@@ -1,0 +1,37 @@
+/**
+ * Where a threads-transport call offers its send buffer to peers, so that they copy it once:
+ * in place when it already lives in this rank's arena, by address (the addon's raw reads) when it
+ * is ordinary memory, or (neither) staged into the arena by the caller. Either way peers read the
+ * buffer while this rank waits, so nothing this rank writes during the call may overlap it.
+ */
+import type { Call } from '../core.js';
+import { rawAccessFor, type RawAccess } from './copy.js';
+
+/**
+ * Does the call leave `a` untouched while peers read it? allReduce rewrites its slices only after
+ * every rank has reduced, and broadcast's root only reads; otherwise the output must not overlap it.
+ */
+function noRacingWrite(c: Call): boolean {
+  const a = c.a!;
+  if (c.op === 'allReduce' || c.op === 'broadcast' || c.b === null || c.b.buffer !== a.buffer) return true;
+  const b = c.b;
+  return b.byteOffset + b.byteLength <= a.byteOffset || a.byteOffset + a.byteLength <= b.byteOffset;
+}
+
+/** Peers can read the send buffer where it is: it lives in this rank's arena. */
+export function readableInPlace(c: Call, arena: SharedArrayBuffer): boolean {
+  return c.a!.buffer === arena && noRacingWrite(c);
+}
+
+/**
+ * Peers can read the send buffer by address (ordinary memory): with the addon's raw reads
+ * installed, for a buffer large enough to be off the V8 heap, and for reductions only sums of
+ * floats (rawRead copies or adds). Returns the raw access to publish the address with, or null.
+ */
+export function rawReadable(c: Call): RawAccess | null {
+  const r = rawAccessFor(c.bytes);
+  if (!r) return null;
+  const reduces = c.op === 'reduceScatter' || c.op === 'allReduce';
+  if (reduces && (!(c.redop === 'sum' || c.redop === 'avg') || !(c.a instanceof Float32Array || c.a instanceof Float64Array))) return null;
+  return noRacingWrite(c) ? r : null;
+}
