@@ -100,7 +100,10 @@ export class GPT {
   private savedSlots(c: BlockCtx): (Buf | undefined)[] {
     const n = c.attn.savedElements?.(c.dims) ?? 0;
     if (n <= 0) return [];
-    if (!this.saved || this.saved.n < n) this.saved = { n, bufs: this.acts.map(() => this.arena.alloc('activations', n, this.dtype)) };
+    if (!this.saved || this.saved.n < n) {
+      for (const b of this.saved?.bufs ?? []) this.arena.free(b);
+      this.saved = { n, bufs: this.acts.map(() => this.arena.alloc('activations', n, this.dtype)) };
+    }
     return this.saved.bufs.map((b) => (b.length === n ? b : b.subarray(0, n)));
   }
 

@@ -17,7 +17,7 @@ import type { AttentionOp, AttnCost, AttnDims, SchemeName } from './types.js';
 import { allowedPairs, contiguousLayout, hybridLayout, stripeLayout, zigzagLayout, type ChunkedLayout } from './layout.js';
 import { createLocalAttention } from './local.js';
 import { createRingAttention } from './ring.js';
-import { createUlyssesAttention, ulyssesSplits } from './ulysses.js';
+import { createUlyssesAttention, ulyssesSavedSizes, ulyssesSplits } from './ulysses.js';
 import { allgatherLayout, createAllGatherAttention, type AllGatherLayout } from './allgather.js';
 import { createRsaAttention } from './rsa.js';
 import { createHybridAttention } from './hybrid.js';
@@ -222,13 +222,12 @@ export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOpti
   }
 }
 
-/** ulysses, hybrid: the head-side q, k, v, out, lse [B, u·T, H/u | G/u, D|1] kept from forward to backward. */
-function keptHeadBytes(scheme: SchemeName, d: AttnDims, P: number, o: CostOptions): number {
+/** ulysses, hybrid: bytes of the saved slot (head-side q, k, v, out, lse) held from forward to backward. */
+function savedSlotBytes(scheme: SchemeName, d: AttnDims, P: number, o: CostOptions): number {
   if (!(o.keepHeads ?? true) || (scheme !== 'ulysses' && scheme !== 'hybrid')) return 0;
   const u = scheme === 'hybrid' ? o.ulysses! : P;
-  const { qs, kvs } = ulyssesSplits(scheme, d.H, d.G, u, scheme === 'hybrid' ? 'ulysses' : 'sp');
-  const [Hl, Gl] = [qs.perRank, kvs.perRank];
-  return d.B * (d.S / P) * u * (2 * Hl * d.D + 2 * Gl * d.D + Hl) * (o.bytesPerElement ?? 4);
+  const sizes = ulyssesSavedSizes(scheme, { ...d, T: d.S / P }, u, scheme === 'hybrid' ? 'ulysses' : 'sp');
+  return sizes.reduce((a, b) => a + b, 0) * (o.bytesPerElement ?? 4);
 }
 
 /**
@@ -264,5 +263,5 @@ export function cost(scheme: SchemeName, d: AttnDims, P: number, o: CostOptions 
     const peer = c.op === 'sendRecv' ? (c.remote && c.P > 1 ? 1 : 0) : 0;
     commBytes[c.axis] = (commBytes[c.axis] ?? 0) + sentBytes(c.op, c.bufBytes, c.P, 0, peer);
   }
-  return { flops: busiestRankFlops(scheme, d, P, o), commBytes, savedBytes: keptHeadBytes(scheme, d, P, o) };
+  return { flops: busiestRankFlops(scheme, d, P, o), commBytes, savedBytes: savedSlotBytes(scheme, d, P, o) };
 }

@@ -29,6 +29,17 @@ export function ulyssesSplits(what: string, H: number, G: number, P: number, axi
 }
 
 /**
+ * Elements of the saved slot's parts — head-side q, k, v, out, lse [B, P·T, H/P | G/P | G/P |
+ * H/P, D | D | D | D | 1] — for one Ulysses exchange over P ranks of T tokens each (the op and
+ * cost() both size it here).
+ */
+export function ulyssesSavedSizes(what: string, d: { B: number; T: number; H: number; G: number; D: number }, P: number, axis = 'sp'): number[] {
+  const { qs, kvs } = ulyssesSplits(what, d.H, d.G, P, axis);
+  const parts: A2APart[] = [{ split: qs, row: d.D }, { split: kvs, row: d.D }, { split: kvs, row: d.D }, { split: qs, row: d.D }, { split: qs, row: 1 }];
+  return parts.map((x) => a2aChunk(x, d.B, d.T) * P);
+}
+
+/**
  * The Ulysses exchange over `group` around an inner attention. `layout` gives the positions of the
  * group's members (indexed by group rank); gathered positions are their concatenation.
  *
@@ -104,7 +115,7 @@ export function ulyssesWrap(
     const qP: A2APart = { split: qs, row: d.D };
     const kvP: A2APart = { split: kvs, row: d.D };
     const lseP: A2APart = { split: qs, row: 1 };
-    return { qs, kvs, qP, kvP, lseP, savedSizes: [qP, kvP, kvP, qP, lseP].map((x) => sizeOf(x, d.B, d.T)) };
+    return { qs, kvs, qP, kvP, lseP, savedSizes: ulyssesSavedSizes(what, d, P, axis) };
   };
   const savedViews = (saved: Buf, sizes: number[]): Buf[] => {
     const need = sizes.reduce((a, b) => a + b, 0);
