@@ -149,7 +149,7 @@ export interface CostOptions {
    * `saved` slot (default true: what training and distributedAttention with dOut do); false plans
    * the calls without a slot, which exchange them again.
    */
-  keepHeads?: boolean;
+  savedSlot?: boolean;
 }
 
 /** Every collective call one rank makes for forward + backward, in call order. */
@@ -181,7 +181,7 @@ export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOpti
       fwdIn: [q, kv, kv],
       fwdOut: [q, lse],
       // kept: dOut only; stateless: q, k, v, out, lse again, then dOut
-      bwdIn: o.keepHeads ?? true ? [q] : [q, kv, kv, q, lse, q],
+      bwdIn: o.savedSlot ?? true ? [q] : [q, kv, kv, q, lse, q],
       bwdOut: [q, kv, kv],
     };
   };
@@ -224,7 +224,7 @@ export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOpti
 
 /** ulysses, hybrid: bytes of the saved slot (head-side q, k, v, out, lse) held from forward to backward. */
 function savedSlotBytes(scheme: SchemeName, d: AttnDims, P: number, o: CostOptions): number {
-  if (!(o.keepHeads ?? true) || (scheme !== 'ulysses' && scheme !== 'hybrid')) return 0;
+  if (!(o.savedSlot ?? true) || (scheme !== 'ulysses' && scheme !== 'hybrid')) return 0;
   const u = scheme === 'hybrid' ? o.ulysses! : P;
   const sizes = ulyssesSavedSizes(scheme, { ...d, T: d.S / P }, u, scheme === 'hybrid' ? 'ulysses' : 'sp');
   return sizes.reduce((a, b) => a + b, 0) * (o.bytesPerElement ?? 4);

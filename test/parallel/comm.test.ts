@@ -88,8 +88,8 @@ describe('communication', () => {
           const T = S / P;
           // Ulysses, stateless: fwd q,k,v in and out,lse back; bwd q,k,v,out,dOut,lse in and dq,dk,dv back.
           const el = B * T * ((H + 2 * Gs) * D + H * (D + 1) + (3 * H + 2 * Gs) * D + H + (H + 2 * Gs) * D);
-          assert.equal(cost('ulysses', d, P, { keepHeads: false }).commBytes.sp, (el * (P - 1)) / P * beta);
-          // Kept head-side tensors (the default): bwd sends only dOut in.
+          assert.equal(cost('ulysses', d, P, { savedSlot: false }).commBytes.sp, (el * (P - 1)) / P * beta);
+          // A saved slot (the default): bwd sends only dOut in.
           const kept = B * T * ((H + 2 * Gs) * D + H * (D + 1) + H * D + (H + 2 * Gs) * D);
           assert.equal(cost('ulysses', d, P).commBytes.sp, (kept * (P - 1)) / P * beta);
           // and holds them: [B, S, H/P | Gs/P, D|1] q, k, v, out, lse
