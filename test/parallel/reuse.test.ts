@@ -13,7 +13,8 @@ import { runRanks } from '../../src/comm/run.js';
 import { DeviceMesh } from '../../src/comm/mesh.js';
 import { jsKernels } from '../../src/kernels/js/index.js';
 import type { Buf } from '../../src/tensor/dtype.js';
-import { randInts, randn } from '../helpers.js';
+import { expectAllClose, randInts, randn } from '../helpers.js';
+import { createLocalAttention } from '../../src/parallel/local.js';
 import { GPT } from '../../src/model/gpt.js';
 import { DEFAULT_CONFIG } from '../../src/model/config.js';
 import { Arena } from '../../src/tensor/arena.js';
@@ -168,6 +169,19 @@ describe('saved slots in the model', () => {
           assert.equal(slotBytes.at(-1), (checkpoint ? 1 : 3) * attn.savedElements!(dims) * 8, `rank ${world.rank}: slot bytes, checkpoint=${checkpoint}`);
         }
         assert.deepEqual(grads[1], grads[0], `rank ${world.rank}: gradients with checkpointing`);
+        // and, summed over the ranks, they are the single-device gradients (float64 1e-10)
+        const summed = Float64Array.from(grads[1]!);
+        await world.group.allReduce(summed, 'sum');
+        const one = new GPT({ config: cfg, kernels: jsKernels, arena: new Arena('float64'), dtype: 'float64', rows: { B: 1, T: S } });
+        one.store.init(one.params, 3);
+        const glob = randInts(S + 1, cfg.vocab, 5);
+        const all = Int32Array.from({ length: S }, (_, i) => i);
+        for (let step = 0; step < 2; step++) {
+          one.grads.fill(0);
+          await one.forward({ tokens: glob.subarray(0, S), targets: glob.subarray(1, S + 1), pos: all, S, attn: createLocalAttention(jsKernels, S) });
+          await one.backward(1 / S);
+        }
+        expectAllClose(summed, one.grads, { rtol: 1e-10, atol: 1e-13 }, `rank ${world.rank}: gradients vs single device`);
       });
     });
   }
