@@ -134,6 +134,13 @@ export interface SpTrainBenchOptions {
    * (costs one more one-rank case per scheme). Default 'once'.
    */
   baseline?: 'once' | 'each';
+  /**
+   * Interleaved rounds per scheme (default 1): each round times the one-rank step and then the
+   * scheme's, and the speedup is the median of the rounds' ratios. On a shared host whose speed
+   * drifts over seconds, a ratio of two runs taken side by side is what is comparable; every
+   * round's numbers go into the row. More than 1 implies baseline 'each'.
+   */
+  rounds?: number;
   log?: (s: string) => void;
 }
 
@@ -166,12 +173,24 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
           log(`  ${s.scheme} P=${P}: skipped (materialised scores exceed the budget)`);
           continue;
         }
-        if (o.baseline === 'each') baseSec = median((await oneRank()).stepSecs);
-        const scaling = o.smoke || cpus().length < 2 ? undefined : await coreScaling();
-        const res = await runRanks<SpStepResult>(P, entry({ scheme: s.scheme, sp: P, ulysses: u, N, reps, warmup, backend }), { transport: 'threads', timeoutMs: 0 });
-        const rel = Math.abs(res[0]!.firstLoss - base.firstLoss) / Math.abs(base.firstLoss);
-        if (!(rel < 1e-4)) throw new Error(`sp bench check: ${s.scheme} P=${P} N=${N} first loss ${res[0]!.firstLoss} != single-rank ${base.firstLoss}`);
-        const sec = median(res[0]!.stepSecs);
+        const rounds = o.rounds ?? 1;
+        const each = rounds > 1 || o.baseline === 'each';
+        const perRound: { baseSec: number; sec: number; scaling?: number; stepSecs: number[] }[] = [];
+        let res: SpStepResult[] = [];
+        let rel = 0;
+        for (let round = 0; round < rounds; round++) {
+          if (each) baseSec = median((await oneRank()).stepSecs);
+          const scaling = o.smoke || cpus().length < 2 ? undefined : await coreScaling();
+          res = await runRanks<SpStepResult>(P, entry({ scheme: s.scheme, sp: P, ulysses: u, N, reps, warmup, backend }), { transport: 'threads', timeoutMs: 0 });
+          rel = Math.max(rel, Math.abs(res[0]!.firstLoss - base.firstLoss) / Math.abs(base.firstLoss));
+          if (!(rel < 1e-4)) throw new Error(`sp bench check: ${s.scheme} P=${P} N=${N} first loss ${res[0]!.firstLoss} != single-rank ${base.firstLoss}`);
+          perRound.push({ baseSec, sec: median(res[0]!.stepSecs), scaling, stepSecs: res[0]!.stepSecs });
+        }
+        const sec = median(perRound.map((x) => x.sec));
+        const speedup = median(perRound.map((x) => x.baseSec / x.sec));
+        baseSec = median(perRound.map((x) => x.baseSec));
+        const scalings = perRound.map((x) => x.scaling).filter((x): x is number => x !== undefined);
+        const scaling = scalings.length > 0 ? Math.min(...scalings) : undefined;
         const peak = Math.max(...res.map((r) => r.peakBytes + r.scratchBytes));
         const comm = res.reduce<Record<string, number>>((acc, r) => {
           for (const [k, v] of Object.entries(r.commBytes)) acc[k] = Math.max(acc[k] ?? 0, v);
@@ -180,15 +199,18 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
         const dims = { B: 1, S: N, T: N / P, H: REFERENCE_MODEL.heads, G: REFERENCE_MODEL.kvHeads, D: REFERENCE_MODEL.width / REFERENCE_MODEL.heads, causal: true, scale: 1 };
         const predicted = cost(s.scheme, dims, P, { ulysses: u }).commBytes;
         const row = {
-          bench: 'sp-train', scheme: s.scheme, ulysses: u > 1 ? u : undefined, N, P, reps, warmup, stepSec: sec, allStepSec: res[0]!.stepSecs, tokensPerSec: N / sec,
-          speedup: baseSec / sec, baselineSec: baseSec, baseline: o.baseline ?? 'once', peakBytes: peak, baselinePeakBytes: base.peakBytes + base.scratchBytes,
+          bench: 'sp-train', scheme: s.scheme, ulysses: u > 1 ? u : undefined, N, P, reps, warmup, stepSec: sec, allStepSec: perRound.flatMap((x) => x.stepSecs), tokensPerSec: N / sec,
+          speedup, baselineSec: baseSec, baseline: each ? 'each' : 'once', rounds,
+          roundSpeedups: rounds > 1 ? perRound.map((x) => x.baseSec / x.sec) : undefined, roundBaselineSec: rounds > 1 ? perRound.map((x) => x.baseSec) : undefined,
+          roundCoreScaling: rounds > 1 ? scalings : undefined,
+          peakBytes: peak, baselinePeakBytes: base.peakBytes + base.scratchBytes,
           commBytesPerRankPerStep: comm, predictedAttnCommBytesPerLayer: predicted, layers: REFERENCE_MODEL.layers,
           firstLossRelErr: rel, backend: res[0]!.backend, cores: cpus().length, coreScaling: scaling, smoke: !!o.smoke,
         };
         rows.push(row);
         // Appended as each case finishes, so an interrupted sweep keeps what it measured.
         if (!o.smoke) appendResult('sp-train', row);
-        log(`  ${s.scheme.padEnd(9)} P=${P}: ${sec.toFixed(3)} s/step, ×${(baseSec / sec).toFixed(2)}${o.baseline === 'each' ? ` (one rank just before: ${baseSec.toFixed(3)} s)` : ''}, peak/rank ${(peak / 2 ** 20).toFixed(1)} MiB${scaling !== undefined ? `, 2-core FMA scaling ${scaling.toFixed(2)}` : ''}`);
+        log(`  ${s.scheme.padEnd(9)} P=${P}: ${sec.toFixed(3)} s/step, ×${speedup.toFixed(2)}${rounds > 1 ? ` (median of ${rounds} interleaved rounds: ${perRound.map((x) => (x.baseSec / x.sec).toFixed(2)).join(', ')}; one rank ${baseSec.toFixed(3)} s)` : each ? ` (one rank just before: ${baseSec.toFixed(3)} s)` : ''}, peak/rank ${(peak / 2 ** 20).toFixed(1)} MiB${scaling !== undefined ? `, 2-core FMA scaling ${rounds > 1 ? 'min ' : ''}${scaling.toFixed(2)}` : ''}`);
       }
     }
   }

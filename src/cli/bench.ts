@@ -17,7 +17,9 @@ Themes
                           training step of the reference model on one sequence split over P ranks,
                           per scheme, vs one rank on one core: speedup, memory, comm bytes
                           (--warmup 0 times the first step: for N = 64K, where a step takes minutes;
-                          --baseline each re-times the one-rank step before every scheme)
+                          --baseline each re-times the one-rank step before every scheme;
+                          --rounds R alternates one-rank and P-rank runs R times per scheme and
+                          reports the median ratio)
   sp-attn [--n 4096,16384] [--p 2,4]
                           the attention layer alone (forward + backward) per scheme
 `;
@@ -38,7 +40,7 @@ function intList(argv: string[], name: string): number[] | undefined {
   return xs;
 }
 
-const KNOWN = new Set(['--smoke', '--threads', '--backend', '--n', '--p', '--schemes', '--reps', '--warmup', '--baseline', '--help']);
+const KNOWN = new Set(['--smoke', '--threads', '--backend', '--n', '--p', '--schemes', '--reps', '--warmup', '--baseline', '--rounds', '--help']);
 
 export async function runBenchCommand(argv: string[]): Promise<number> {
   const [theme, ...rest] = argv;
@@ -100,7 +102,8 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
         if (warmup !== undefined && warmup !== '0' && warmup !== '1') throw new UsageError(`--warmup ${warmup}: must be 0 or 1`);
         const baseline = flagValue(rest, '--baseline');
         if (baseline !== undefined && baseline !== 'once' && baseline !== 'each') throw new UsageError(`--baseline ${baseline}: must be once or each`);
-        await runSpTrainBench({ smoke, Ns: intList(rest, '--n'), Ps: intList(rest, '--p'), schemes, reps: intList(rest, '--reps')?.[0], warmup: warmup === undefined ? undefined : Number(warmup), baseline, log });
+        const rounds = intList(rest, '--rounds')?.[0];
+        await runSpTrainBench({ smoke, Ns: intList(rest, '--n'), Ps: intList(rest, '--p'), schemes, reps: intList(rest, '--reps')?.[0], warmup: warmup === undefined ? undefined : Number(warmup), baseline, rounds, log });
         return 0;
       }
       case 'sp-attn': {

@@ -13,8 +13,14 @@ describe('benchmarks (smoke mode)', () => {
       assert.equal(r.status, 0, `seqpar bench ${theme} --smoke failed:\n${r.stderr}`);
     });
   }
+  it('bench sp --rounds interleaves one-rank and P-rank runs and reports each round', () => {
+    const r = spawnSync(process.execPath, [CLI, 'bench', 'sp', '--smoke', '--schemes', 'zigzag', '--rounds', '2'], { encoding: 'utf8', timeout: 180_000 });
+    assert.equal(r.status, 0, r.stderr);
+    // one baseline per sweep plus one per round, then the scheme's line with both rounds' ratios
+    assert.match(r.stderr, /zigzag +P=2: .*median of 2 interleaved rounds: [0-9.]+, [0-9.]+;/);
+  });
   it('rejects an unknown theme and an unknown flag with exit 2', () => {
-    for (const args of [['bench', 'nope'], ['bench', 'sp', '--bogus']]) {
+    for (const args of [['bench', 'nope'], ['bench', 'sp', '--bogus'], ['bench', 'sp', '--rounds', '0']]) {
       const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
       assert.equal(r.status, 2);
       assert.equal(r.stderr.trim().split('\n').length, 1);
