@@ -160,9 +160,9 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
   for (const N of Ns) {
     const oneRank = async () => (await runRanks<SpStepResult>(1, entry({ scheme: 'local', sp: 1, ulysses: 1, N, reps, warmup, backend }), { transport: 'inproc', timeoutMs: 0 }))[0]!;
     const base = await oneRank();
-    let baseSec = median(base.stepSecs);
-    log(`N=${N} one rank: ${baseSec.toFixed(3)} s/step, peak ${(base.peakBytes / 2 ** 20).toFixed(1)} MiB (${base.backend})`);
-    const baseRow = { bench: 'sp-train', scheme: 'local', N, P: 1, reps, warmup, stepSec: baseSec, tokensPerSec: N / baseSec, speedup: 1, peakBytes: base.peakBytes, scratchBytes: base.scratchBytes, backend: base.backend, smoke: !!o.smoke };
+    const sweepBaseSec = median(base.stepSecs);
+    log(`N=${N} one rank: ${sweepBaseSec.toFixed(3)} s/step, peak ${(base.peakBytes / 2 ** 20).toFixed(1)} MiB (${base.backend})`);
+    const baseRow = { bench: 'sp-train', scheme: 'local', N, P: 1, reps, warmup, stepSec: sweepBaseSec, tokensPerSec: N / sweepBaseSec, speedup: 1, peakBytes: base.peakBytes, scratchBytes: base.scratchBytes, backend: base.backend, smoke: !!o.smoke };
     rows.push(baseRow);
     if (!o.smoke) appendResult('sp-train', baseRow);
     for (const P of Ps) {
@@ -175,20 +175,21 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
         }
         const rounds = o.rounds ?? 1;
         const each = rounds > 1 || o.baseline === 'each';
-        const perRound: { baseSec: number; sec: number; scaling?: number; stepSecs: number[] }[] = [];
+        const perRound: { baseSec: number; stepSecs: number[]; scaling?: number }[] = [];
         let res: SpStepResult[] = [];
         let rel = 0;
         for (let round = 0; round < rounds; round++) {
-          if (each) baseSec = median((await oneRank()).stepSecs);
+          const roundBaseSec = each ? median((await oneRank()).stepSecs) : sweepBaseSec;
           const scaling = o.smoke || cpus().length < 2 ? undefined : await coreScaling();
           res = await runRanks<SpStepResult>(P, entry({ scheme: s.scheme, sp: P, ulysses: u, N, reps, warmup, backend }), { transport: 'threads', timeoutMs: 0 });
           rel = Math.max(rel, Math.abs(res[0]!.firstLoss - base.firstLoss) / Math.abs(base.firstLoss));
           if (!(rel < 1e-4)) throw new Error(`sp bench check: ${s.scheme} P=${P} N=${N} first loss ${res[0]!.firstLoss} != single-rank ${base.firstLoss}`);
-          perRound.push({ baseSec, sec: median(res[0]!.stepSecs), scaling, stepSecs: res[0]!.stepSecs });
+          perRound.push({ baseSec: roundBaseSec, stepSecs: res[0]!.stepSecs, scaling });
         }
-        const sec = median(perRound.map((x) => x.sec));
-        const speedup = median(perRound.map((x) => x.baseSec / x.sec));
-        baseSec = median(perRound.map((x) => x.baseSec));
+        const roundSpeedups = perRound.map((x) => x.baseSec / median(x.stepSecs));
+        const sec = median(perRound.map((x) => median(x.stepSecs)));
+        const speedup = median(roundSpeedups);
+        const baseSec = median(perRound.map((x) => x.baseSec));
         const scalings = perRound.map((x) => x.scaling).filter((x): x is number => x !== undefined);
         const scaling = scalings.length > 0 ? Math.min(...scalings) : undefined;
         const peak = Math.max(...res.map((r) => r.peakBytes + r.scratchBytes));
@@ -201,7 +202,7 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
         const row = {
           bench: 'sp-train', scheme: s.scheme, ulysses: u > 1 ? u : undefined, N, P, reps, warmup, stepSec: sec, allStepSec: perRound.flatMap((x) => x.stepSecs), tokensPerSec: N / sec,
           speedup, baselineSec: baseSec, baseline: each ? 'each' : 'once', rounds,
-          roundSpeedups: rounds > 1 ? perRound.map((x) => x.baseSec / x.sec) : undefined, roundBaselineSec: rounds > 1 ? perRound.map((x) => x.baseSec) : undefined,
+          roundSpeedups: rounds > 1 ? roundSpeedups : undefined, roundBaselineSec: rounds > 1 ? perRound.map((x) => x.baseSec) : undefined,
           roundCoreScaling: rounds > 1 ? scalings : undefined,
           peakBytes: peak, baselinePeakBytes: base.peakBytes + base.scratchBytes,
           commBytesPerRankPerStep: comm, predictedAttnCommBytesPerLayer: predicted, layers: REFERENCE_MODEL.layers,
@@ -210,7 +211,7 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
         rows.push(row);
         // Appended as each case finishes, so an interrupted sweep keeps what it measured.
         if (!o.smoke) appendResult('sp-train', row);
-        log(`  ${s.scheme.padEnd(9)} P=${P}: ${sec.toFixed(3)} s/step, ×${speedup.toFixed(2)}${rounds > 1 ? ` (median of ${rounds} interleaved rounds: ${perRound.map((x) => (x.baseSec / x.sec).toFixed(2)).join(', ')}; one rank ${baseSec.toFixed(3)} s)` : each ? ` (one rank just before: ${baseSec.toFixed(3)} s)` : ''}, peak/rank ${(peak / 2 ** 20).toFixed(1)} MiB${scaling !== undefined ? `, 2-core FMA scaling ${rounds > 1 ? 'min ' : ''}${scaling.toFixed(2)}` : ''}`);
+        log(`  ${s.scheme.padEnd(9)} P=${P}: ${sec.toFixed(3)} s/step, ×${speedup.toFixed(2)}${rounds > 1 ? ` (median of ${rounds} interleaved rounds: ${roundSpeedups.map((x) => x.toFixed(2)).join(', ')}; one rank ${baseSec.toFixed(3)} s)` : each ? ` (one rank just before: ${baseSec.toFixed(3)} s)` : ''}, peak/rank ${(peak / 2 ** 20).toFixed(1)} MiB${scaling !== undefined ? `, 2-core FMA scaling ${rounds > 1 ? 'min ' : ''}${scaling.toFixed(2)}` : ''}`);
       }
     }
   }

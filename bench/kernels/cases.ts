@@ -5,6 +5,7 @@
 import { jsKernels } from '../../src/kernels/js/index.js';
 import type { Kernels } from '../../src/kernels/types.js';
 import { nativeAddon } from '../../src/kernels/native/index.js';
+import { median } from '../util.js';
 
 /**
  * Wall-clock and process CPU seconds of each timed run. The machine is shared (other builds and
@@ -33,12 +34,6 @@ export function measure(fn: () => void): [number, number] {
 
 function timing(wall: number[], cpu: number[]): Timing {
   return { runsSec: wall, medianSec: median(wall), cpuRunsSec: cpu, medianCpuSec: median(cpu) };
-}
-
-export function median(x: number[]): number {
-  const s = [...x].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 export function rand(n: number, seed: number): Float32Array {

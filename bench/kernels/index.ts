@@ -88,14 +88,16 @@ export function runKernelBench(opts: KernelBenchOptions = {}): KernelBenchRecord
 
   const emit = (name: string, kernel: KernelBenchRecord['kernel'], shape: KernelBenchRecord['shape'], threads: number, flops: number, bytes: number, t: CaseResult['timing'], err: number) => {
     const gflops = flops / t.medianSec / 1e9;
-    const gflopsCpu = (flops / Math.max(t.medianCpuSec, 1e-9) / 1e9) * threads;
+    // GFLOP/s per CPU-second of a run, times the threads that ran on the cores
+    const cpuRate = (cpuSec: number) => (flops / Math.max(cpuSec, 1e-9) / 1e9) * threads;
+    const gflopsCpu = cpuRate(t.medianCpuSec);
     const r: KernelBenchRecord = {
       theme: 'kernels', case: name, kernel, shape, threads, isa, flops, bytes,
       medianSec: t.medianSec, runsSec: t.runsSec, medianCpuSec: t.medianCpuSec, cpuRunsSec: t.cpuRunsSec,
       gflops, gflopsCpu, peakGflops: peak * threads,
       pctOfPeak: (100 * gflopsCpu) / (peak * threads), pctOfPeakWall: (100 * gflops) / (peak * threads),
       // the fastest run's CPU rate: noise on a shared host only ever slows a run down
-      pctOfPeakBest: (100 * (flops / Math.max(Math.min(...t.cpuRunsSec), 1e-9) / 1e9) * threads) / (peak * threads),
+      pctOfPeakBest: (100 * cpuRate(Math.min(...t.cpuRunsSec))) / (peak * threads),
       checkRelErr: err, checkOk: err < 1e-3, host: hostname(), cpu: cpus()[0]?.model ?? 'unknown', date, smoke,
     };
     records.push(r);
