@@ -54,6 +54,11 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
       if (!KNOWN.has(a)) throw new UsageError(`unknown option ${a} (see seqpar bench --help)`);
       if (a !== '--smoke' && a !== '--help') i++;
     }
+    // `seqpar bench sp --help` prints the usage; it must never start a (minutes-long) run.
+    if (rest.includes('--help')) {
+      process.stdout.write(HELP);
+      return 0;
+    }
     const smoke = rest.includes('--smoke');
     const log = (s: string) => process.stderr.write(s + '\n');
     switch (theme) {

@@ -21,6 +21,14 @@ describe('benchmarks (smoke mode)', () => {
     assert.ok(m, r.stderr);
     assert.ok(Math.abs(Number(m[1]) - (Number(m[2]) + Number(m[3])) / 2) <= 0.011, m[0]);
   });
+  it('prints the usage for --help after a theme instead of running it', () => {
+    for (const theme of ['sp', 'kernels']) {
+      const r = spawnSync(process.execPath, [CLI, 'bench', theme, '--help'], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(r.status, 0);
+      assert.match(r.stdout, /^Usage: seqpar bench <theme>/);
+      assert.equal(r.stderr, '');
+    }
+  });
   it('rejects an unknown theme and an unknown flag with exit 2', () => {
     for (const args of [['bench', 'nope'], ['bench', 'sp', '--bogus'], ['bench', 'sp', '--rounds', '0']]) {
       const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
