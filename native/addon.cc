@@ -342,6 +342,91 @@ Napi::Value RawRead(const Info& info) {
   return Napi::Boolean::New(info.Env(), open);
 }
 
+
+// Row copies of allToAllRows (comm/rows.ts copyRowsJs is the reference): for r < n, dst row
+// (dRows ? dRows[r] : r) = (add: +=) src row (sRows ? sRows[r] : r), rows of rowBytes bytes. Rows
+// go in order of r, so repeated destination rows sum in source order, as the reference does.
+static void copy_rows(uint8_t* dp, const int32_t* dr, const uint8_t* sp, const int32_t* sr, int64_t n, size_t rowBytes,
+                      bool add, napi_typedarray_type t) {
+  for (int64_t r = 0; r < n; r++) {
+    uint8_t* d = dp + (size_t)(dr ? dr[r] : r) * rowBytes;
+    const uint8_t* s = sp + (size_t)(sr ? sr[r] : r) * rowBytes;
+    if (!add) memcpy(d, s, rowBytes);
+    else if (t == napi_float32_array) add_into(reinterpret_cast<float*>(d), reinterpret_cast<const float*>(s), rowBytes / 4);
+    else add_into(reinterpret_cast<double*>(d), reinterpret_cast<const double*>(s), rowBytes / 8);
+  }
+}
+
+// Checks one side of a row copy: an Int32Array of n row indices (or null: rows 0..n-1) that all
+// lie within `bytes` (bytes = SIZE_MAX: a peer's address, checked by the transport). Returns the
+// index array or nullptr.
+static const int32_t* row_side(const Info& info, size_t i, int64_t n, size_t rowBytes, size_t bytes, const char* what) {
+  if (info[i].IsNull() || info[i].IsUndefined()) {
+    if (bytes != SIZE_MAX && (size_t)n * rowBytes > bytes) range_error(info, std::string("copyRows: ") + what + " has fewer than n rows");
+    return nullptr;
+  }
+  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw Napi::TypeError::New(info.Env(), std::string("copyRows: ") + what + " rows must be an Int32Array or null");
+  size_t nb = 0;
+  const int32_t* idx = reinterpret_cast<const int32_t*>(bytes_of(info, i, &nb));
+  if ((int64_t)(nb / 4) < n) range_error(info, std::string("copyRows: ") + what + " rows has fewer than n entries");
+  for (int64_t r = 0; bytes != SIZE_MAX && r < n; r++)
+    if (idx[r] < 0 || (size_t)idx[r] * rowBytes + rowBytes > bytes) range_error(info, std::string("copyRows: ") + what + " row out of range");
+  return idx;
+}
+
+// Element type and row bytes of a row copy into dst; adds need float32/float64.
+static size_t row_bytes(const Info& info, napi_typedarray_type t, int64_t row, bool add) {
+  if (row < 1) range_error(info, "copyRows: row must be positive");
+  if (add && t != napi_float32_array && t != napi_float64_array) throw Napi::TypeError::New(info.Env(), "copyRows: add needs a Float32Array or Float64Array");
+  const size_t bpe = (t == napi_float64_array) ? 8 : (t == napi_float32_array || t == napi_int32_array || t == napi_uint32_array) ? 4 : 1;
+  return (size_t)row * bpe;
+}
+
+// copyRows(dst, dRows, src, sRows, n, row, add): both typed arrays of one type; every row in range.
+Napi::Value CopyRows(const Info& info) {
+  if (info.Length() < 7 || !info[0].IsTypedArray() || !info[2].IsTypedArray()) throw Napi::TypeError::New(info.Env(), "copyRows(dst, dRows, src, sRows, n, row, add)");
+  const napi_typedarray_type t = info[0].As<Napi::TypedArray>().TypedArrayType();
+  if (t != info[2].As<Napi::TypedArray>().TypedArrayType()) throw Napi::TypeError::New(info.Env(), "copyRows: dst and src differ in type");
+  const int64_t n = info[4].As<Napi::Number>().Int64Value();
+  const bool add = info[6].ToBoolean().Value();
+  const size_t rb = row_bytes(info, t, info[5].As<Napi::Number>().Int64Value(), add);
+  size_t nd = 0, ns = 0;
+  uint8_t* dp = bytes_of(info, 0, &nd);
+  const uint8_t* sp = bytes_of(info, 2, &ns);
+  const int32_t* dr = row_side(info, 1, n, rb, nd, "dst");
+  const int32_t* sr = row_side(info, 3, n, rb, ns, "src");
+  copy_rows(dp, dr, sp, sr, n, rb, add, t);
+  return info.Env().Undefined();
+}
+
+// rawReadRows(dst, dRows, addr, sRows, n, row, add, ctl, readingIdx, closedIdx, seq, abortIdx):
+// copyRows from a peer's address under rawRead's protocol (above). The transport has checked that
+// the rows lie within what the peer offers.
+Napi::Value RawReadRows(const Info& info) {
+  if (info.Length() < 12 || !info[0].IsTypedArray() || !info[7].IsTypedArray())
+    throw Napi::TypeError::New(info.Env(), "rawReadRows(dst, dRows, addr, sRows, n, row, add, ctl, readingIdx, closedIdx, seq, abortIdx)");
+  const napi_typedarray_type t = info[0].As<Napi::TypedArray>().TypedArrayType();
+  const int64_t n = info[4].As<Napi::Number>().Int64Value();
+  const bool add = info[6].ToBoolean().Value();
+  const size_t rb = row_bytes(info, t, info[5].As<Napi::Number>().Int64Value(), add);
+  size_t nd = 0, nc = 0;
+  uint8_t* dp = bytes_of(info, 0, &nd);
+  const int32_t* dr = row_side(info, 1, n, rb, nd, "dst");
+  const int32_t* sr = row_side(info, 3, n, rb, SIZE_MAX, "src");
+  const uint8_t* sp = reinterpret_cast<const uint8_t*>((uintptr_t)info[2].As<Napi::Number>().DoubleValue());
+  int32_t* ctl = reinterpret_cast<int32_t*>(bytes_of(info, 7, &nc));
+  const int64_t ri = info[8].As<Napi::Number>().Int64Value(), ci = info[9].As<Napi::Number>().Int64Value();
+  const int32_t seq = info[10].As<Napi::Number>().Int32Value();
+  const int64_t ai = info[11].As<Napi::Number>().Int64Value();
+  const int64_t ints = (int64_t)(nc / 4);
+  if (ri < 0 || ri >= ints || ci < 0 || ci >= ints || ai < 0 || ai >= ints) range_error(info, "rawReadRows: control index out of range");
+  __atomic_fetch_add(&ctl[ri], 1, __ATOMIC_SEQ_CST);
+  const bool open = __atomic_load_n(&ctl[ci], __ATOMIC_SEQ_CST) < seq && __atomic_load_n(&ctl[ai], __ATOMIC_SEQ_CST) == 0;
+  if (open) copy_rows(dp, dr, sp, sr, n, rb, add, t);
+  __atomic_fetch_sub(&ctl[ri], 1, __ATOMIC_SEQ_CST);
+  return Napi::Boolean::New(info.Env(), open);
+}
 }  // namespace
 
 // attention and control functions live in addon_attn.cc
@@ -379,6 +464,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   SP_EXPORT("addInto", AddInto);
   SP_EXPORT("addressOf", AddressOf);
   SP_EXPORT("rawRead", RawRead);
+  SP_EXPORT("copyRows", CopyRows);
+  SP_EXPORT("rawReadRows", RawReadRows);
 #undef SP_EXPORT
   init_attn(env, exports);
   return exports;

@@ -12,7 +12,8 @@ Themes
                           on 1 core and with N intra-op threads (default 2)
   step [--backend js|native] [--n 1024,4096]
                           the reference model's training step on one rank
-  comm                    collective bandwidth on 2 worker threads vs memcpy, 1/16/64 MB
+  comm                    collective bandwidth on 2 worker threads vs memcpy, 1/16/64 MB; the
+                          Ulysses head exchange, pack + allToAll vs allToAllRows
   sp [--n 4096,16384] [--p 2,4] [--schemes ulysses,zigzag,...] [--reps 2] [--warmup 1]
                           training step of the reference model on one sequence split over P ranks,
                           per scheme, vs one rank on one core: speedup, memory, comm bytes
@@ -94,6 +95,8 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
         const { runCommBench } = await import('../../bench/comm/collectives.js');
         const res = await runCommBench(smoke ? { sizesMB: [1], warmup: 0, iters: 1, outFile: null } : {});
         for (const r of res) log(`${r.op.padEnd(14)} ${r.buffers.padEnd(8)} ${(r.bytes / 2 ** 20).toFixed(0).padStart(3)} MB  ${r.algGBps.toFixed(2).padStart(6)} GB/s  memcpy ${r.memcpyGBps.toFixed(2).padStart(6)} GB/s  ratio ${r.ratioToMemcpy.toFixed(2)}  cross-core copy ${r.crossCoreCopyGBps.toFixed(2).padStart(6)} GB/s  ratio ${r.ratioToCrossCoreCopy.toFixed(2)}`);
+        const { runHeadExchangeBench } = await import('../../bench/comm/head-exchange.js');
+        await runHeadExchangeBench({ smoke, log });
         return 0;
       }
       case 'sp': {

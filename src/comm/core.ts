@@ -4,7 +4,8 @@
  * identically), and GroupBase, which turns ProcessGroup methods into calls with a seq number, a
  * CommLog record and errors that name op, seq and axis.
  */
-import type { AxisName, CommArrays, CommBuf, CommDtype, CommRecord, ProcessGroup, ReduceOp } from './types.js';
+import type { AxisName, CommArrays, CommBuf, CommDtype, CommRecord, ProcessGroup, ReduceOp, RowMap } from './types.js';
+import { checkRowMap, copyRowsJs } from './rows.js';
 import { CommError } from './errors.js';
 import { MemoryCommLog, sentBytes } from './log.js';
 
@@ -45,6 +46,14 @@ export interface Call {
   a: CommBuf | null;
   /** out (allGather, reduceScatter, allToAll) or recv; same as `a` for in-place ops. */
   b: CommBuf | null;
+  /**
+   * allToAllRows: the rows moved (checked by checkRowMap). `bytes` is then the size of the packed
+   * input, size·rows·row elements, and `root` carries `row`, so that a plain allToAll, or another
+   * row size, at the same seq is a mismatch.
+   */
+  map?: RowMap;
+  /** allToAllRows: sum into out instead of overwriting. */
+  add?: boolean;
 }
 
 function bufBytes(x: CommBuf | null): number {
@@ -66,6 +75,7 @@ export function checkLocal(c: Call, P: number): void {
       if (na !== P * nb) throw new RangeError(`input has ${na} elements, expected size·out = ${P}·${nb} = ${P * nb}`);
       break;
     case 'allToAll':
+      if (c.map) break; // checkRowMap ran in allToAllRows
       if (na % P !== 0) throw new RangeError(`input has ${na} elements, not divisible into ${P} equal chunks`);
       if (nb !== na) throw new RangeError(`out has ${nb} elements, expected ${na} (same as input)`);
       break;
@@ -87,6 +97,7 @@ export function describe(c: Call, full: boolean): string {
   const parts = [`${c.bytes} B`, DTYPES[c.dtype]];
   if (c.op === 'allReduce' || c.op === 'reduceScatter') parts.push(`op=${c.redop}`);
   if (c.op === 'broadcast') parts.push(`root=${c.root}`);
+  if (c.op === 'allToAll' && c.root > 0) parts.push(`rows of ${c.root}`);
   return `${c.op}(${parts.join(' ')})`;
 }
 
@@ -212,6 +223,31 @@ export abstract class GroupBase implements ProcessGroup {
   allToAll(out: CommBuf, input: CommBuf): Promise<void> {
     return this.issue('allToAll', input, out, 'sum', -1, -1, -1);
   }
+  /**
+   * Transports that move rows themselves (threads) set this; the others run allToAllRows as pack,
+   * allToAll, unpack through temporary buffers.
+   */
+  protected readonly movesRows: boolean = false;
+
+  allToAllRows(out: CommBuf, input: CommBuf, map: RowMap, add = false): Promise<void> {
+    if (this.movesRows || this.rank < 0) return this.issue('allToAll', input, out, 'sum', map.row, -1, -1, { map, add });
+    const P = this.size;
+    const { row, rows: R } = map;
+    let send: CommBuf, recv: CommBuf;
+    try {
+      checkRowMap(map, P, input, out);
+      const n = P * R * row;
+      const like = input as Float32Array;
+      send = new (like.constructor as Float32ArrayConstructor)(n);
+      recv = new (like.constructor as Float32ArrayConstructor)(n);
+      copyRowsJs(send, null, input, map.send, P * R, row, false);
+    } catch (e) {
+      return Promise.reject(asCommError(e, 'allToAll', this.nextSeq, this.axis));
+    }
+    // root = row, as in the transports' own row calls: another row size, or a plain allToAll, at
+    // this seq is a mismatch here too.
+    return this.issue('allToAll', send, recv, 'sum', row, -1, -1).then(() => copyRowsJs(out, map.recv, recv, null, P * R, row, add));
+  }
   broadcast(buf: CommBuf, root: number): Promise<void> {
     return this.issue('broadcast', buf, buf, 'sum', root, -1, -1);
   }
@@ -229,20 +265,25 @@ export abstract class GroupBase implements ProcessGroup {
   }
   releaseBuffer(_b: CommBuf): void {}
 
-  private issue(op: OpName, a: CommBuf | null, b: CommBuf | null, redop: ReduceOp, root: number, dst: number, src: number): Promise<void> {
+  private issue(op: OpName, a: CommBuf | null, b: CommBuf | null, redop: ReduceOp, root: number, dst: number, src: number, rows?: { map: RowMap; add: boolean }): Promise<void> {
     const seq = this.nextSeq++;
     const t0 = performance.now();
+    const bytes = rows ? this.size * rows.map.rows * rows.map.row * (a ? a.BYTES_PER_ELEMENT : 0) : bufBytes(a);
     let p: Promise<void>;
     try {
       if (this.rank < 0) throw new Error(`rank ${this.worldRank} is not a member of group [${this.ranks.join(', ')}]`);
-      const c: Call = { op, dtype: a ? dtypeCode(a) : b ? dtypeCode(b) : 0, bytes: bufBytes(a), redop, root, dst, src, a, b };
+      const c: Call = { op, dtype: a ? dtypeCode(a) : b ? dtypeCode(b) : 0, bytes, redop, root, dst, src, a, b };
+      if (rows) {
+        checkRowMap(rows.map, this.size, a!, b!);
+        c.map = rows.map;
+        c.add = rows.add;
+      }
       checkLocal(c, this.size);
       p = this.execute(c, seq);
     } catch (e) {
       p = Promise.reject(e);
     }
     const peer = op === 'broadcast' ? root : dst;
-    const bytes = bufBytes(a);
     return p.then(
       () => {
         this.log.push({ op, axis: this.axis, bytes: sentBytes(op, bytes, this.size, this.rank, peer), seq, sec: (performance.now() - t0) / 1000 });

@@ -5,4 +5,4 @@ export { DeviceMesh, meshShape, MESH_AXES, type MeshAxis, type MeshSpec, type Me
 export { CommError, CommAbortError, RankFailure } from './errors.js';
 export { MemoryCommLog, sentBytes } from './log.js';
 export { ThreadsPool } from './threads/launcher.js';
-export { setBulkAdd, setBulkCopy, setRawAccess, type BulkAdd, type BulkCopy, type RawAccess } from './threads/copy.js';
+export { setBulkAdd, setBulkCopy, setRawAccess, setRowCopy, type BulkAdd, type BulkCopy, type RawAccess, type RowCopy } from './threads/copy.js';

@@ -32,6 +32,21 @@ export interface CommLog {
   clear(): void;
 }
 
+/**
+ * Which rows an allToAllRows moves (the same map on every rank of the group). Both buffers are
+ * seen as rows of `row` elements; row index i covers elements [i·row, (i + 1)·row).
+ */
+export interface RowMap {
+  /** Elements per row. */
+  row: number;
+  /** Rows per chunk (R). */
+  rows: number;
+  /** [size·R]: the chunk for group rank j is input rows send[j·R .. (j + 1)·R); null: rows j·R .. (j + 1)·R. */
+  send: Int32Array | null;
+  /** [size·R]: the r-th row from group rank i lands in out row recv[i·R + r]; null: row i·R + r. */
+  recv: Int32Array | null;
+}
+
 /** A group of ranks along one mesh axis (or the whole world). `rank` and `size` are group-local. */
 export interface ProcessGroup {
   readonly axis: AxisName;
@@ -49,6 +64,14 @@ export interface ProcessGroup {
   reduceScatter(out: CommBuf, input: CommBuf, op?: ReduceOp): Promise<void>;
   /** input [size·n] in `size` equal chunks; chunk j goes to rank j; out chunk i came from rank i. */
   allToAll(out: CommBuf, input: CommBuf): Promise<void>;
+  /**
+   * allToAll of rows picked by `map` (heads out of a [tokens, heads, D] tensor, say): chunk j is
+   * input's rows map.send[j·R ..], and the rows from rank i go to out's rows map.recv[i·R ..],
+   * overwritten or (add) summed over sources in rank order. Moves and logs what an allToAll of
+   * size·R·row elements does, without packing the chunks first: the threads transport reads the
+   * peers' rows where they are (one copy per byte). input and out must not overlap.
+   */
+  allToAllRows(out: CommBuf, input: CommBuf, map: RowMap, add?: boolean): Promise<void>;
   /** buf on every rank = buf of group rank `root`. */
   broadcast(buf: CommBuf, root: number): Promise<void>;
   /**

@@ -28,7 +28,7 @@ export function createHybridAttention(
   const scratch = new Scratch(groups.ring);
   const ring = ringInner(groups.ring, kernels, zigzagLayout(S, r, 'hybrid'), tileRules.zigzag, scratch, opts);
   const members = Array.from({ length: u }, (_, v) => layout.positions(rho * u + v));
-  const wrap = ulyssesWrap('hybrid', groups.ulysses, kernels, members, ring, scratch, 'ulysses');
+  const wrap = ulyssesWrap('hybrid', groups.ulysses, members, ring, scratch, 'ulysses');
   const check = (d: AttnDims) => {
     if (d.S !== S || d.T !== layout.T) throw new Error(`hybrid: dims S=${d.S} T=${d.T} but op built for S=${S}, sp=${u * r} (T=${layout.T})`);
     ulyssesSplits('hybrid', d.H, d.G, u, 'ulysses');

@@ -6,8 +6,8 @@
  */
 import { cpus } from 'node:os';
 import type { World } from '../comm/types.js';
-import { setBulkAdd, setBulkCopy, setRawAccess } from '../comm/index.js';
-import { nativeBulkAdd, nativeBulkCopy, nativeRawAccess, pinCurrentThread } from '../kernels/native/index.js';
+import { setBulkAdd, setBulkCopy, setRawAccess, setRowCopy } from '../comm/index.js';
+import { nativeBulkAdd, nativeBulkCopy, nativeRawAccess, nativeRowCopy, pinCurrentThread } from '../kernels/native/index.js';
 
 /** Returns whether this thread was pinned. */
 export function prepareRankThread(world: World): boolean {
@@ -15,5 +15,6 @@ export function prepareRankThread(world: World): boolean {
   setBulkCopy(nativeBulkCopy());
   setBulkAdd(nativeBulkAdd());
   setRawAccess(nativeRawAccess());
+  setRowCopy(nativeRowCopy());
   return cpus().length >= world.size && pinCurrentThread(world.rank);
 }

@@ -19,7 +19,7 @@ import type { ProcessGroup } from '../comm/types.js';
 import type { AttentionOp, AttnDims, SeqLayout } from './types.js';
 import { contiguousLayout } from './layout.js';
 import { checkShapes, localInner, type InnerAttention } from './local.js';
-import { Scratch, a2aChunk, a2aRows, kvHeadSplit, packSeqToHead, queryHeadSplit, reorderSrcMajor, unpackHeadToSeq, type A2APart, type A2ARows } from './util.js';
+import { Scratch, a2aChunk, a2aMaps, kvHeadSplit, queryHeadSplit, type A2AMaps, type A2APart } from './util.js';
 
 /** Head splits of one Ulysses exchange; the error messages name the scheme and axis. */
 export function ulyssesSplits(what: string, H: number, G: number, P: number, axis = 'sp') {
@@ -43,15 +43,13 @@ export function ulyssesSavedSizes(what: string, d: { B: number; T: number; H: nu
  * The Ulysses exchange over `group` around an inner attention. `layout` gives the positions of the
  * group's members (indexed by group rank); gathered positions are their concatenation.
  *
- * One all-to-all per tensor rather than one for all of them packed: the received chunks [P][B, T,
- * heads/P, row] are then, for B = 1, exactly the head-side layout [B, P·T, heads/P, row] the inner
- * attention reads (and its outputs exactly the send layout back), so only the strided head gather /
- * scatter on the sequence side copies data.
+ * One row all-to-all per tensor: it reads each destination's heads straight out of the
+ * sequence-side rows and writes the head-side layout [B, P·T, heads/P, row] the inner attention
+ * reads (and back), so nothing is packed or unpacked around it.
  */
 export function ulyssesWrap(
   what: string,
   group: ProcessGroup,
-  kernels: Kernels,
   memberPositions: readonly Int32Array[],
   inner: InnerAttention,
   scratch: Scratch,
@@ -62,51 +60,30 @@ export function ulyssesWrap(
   memberPositions.reduce((off, p) => (gathered.set(p, off), off + p.length), 0);
 
   // Row maps per exchanged tensor shape, built on first use.
-  const rowMaps = new Map<string, A2ARows>();
-  const rowsOf = (part: A2APart, B: number, T: number): A2ARows => {
+  const rowMaps = new Map<string, A2AMaps>();
+  const mapsOf = (part: A2APart, B: number, T: number): A2AMaps => {
     const key = `${part.split.heads}/${part.split.perRank}/${part.row}/${B}/${T}`;
     let m = rowMaps.get(key);
-    if (!m) rowMaps.set(key, (m = a2aRows(part, B, T, P)));
+    if (!m) rowMaps.set(key, (m = a2aMaps(part, B, T, P)));
     return m;
   };
-
-  // Every exchange sends from scratch (a group buffer: peers read it in place, one copy per byte)
-  // into a separate receive buffer; exchanges run one after another (a group runs its calls in
-  // order anyway), so two shared slots of the largest exchange serve them all.
   const sizeOf = (part: A2APart, B: number, T: number) => a2aChunk(part, B, T) * P;
-  const exchangeSlots = (like: Buf, sizes: number[]) => {
-    const n = Math.max(...sizes);
-    return { send: scratch.alloc(like, n), tmp: scratch.alloc(like, n) };
-  };
-  type Slots = ReturnType<typeof exchangeSlots>;
 
+  // Both directions are one allToAllRows: the heads are picked out of the sequence-side rows (and
+  // put back) by the exchange itself, so each byte is copied once (threads: straight from the
+  // peer's tensor) instead of packed, exchanged and unpacked.
   /** [B, T, heads, row] x -allToAll-> [B, P·T, heads/P, row] (into `dest`, or a new scratch buffer). */
-  const toHeads = async (x: Buf, part: A2APart, B: number, T: number, slots: Slots, dest?: Buf): Promise<Buf> => {
-    const nP = sizeOf(part, B, T);
-    const head = dest ?? scratch.alloc(x, nP);
-    const send = slots.send.subarray(0, nP);
-    packSeqToHead(kernels, send, x, rowsOf(part, B, T));
-    if (B === 1) {
-      await group.allToAll(head, send);
-      return head;
-    }
-    const recv = slots.tmp.subarray(0, nP);
-    await group.allToAll(recv, send);
-    reorderSrcMajor(head, recv, B, T, nP / (P * B * T), P, true);
+  const toHeads = async (x: Buf, part: A2APart, B: number, T: number, dest?: Buf): Promise<Buf> => {
+    const head = dest ?? scratch.alloc(x, sizeOf(part, B, T));
+    await group.allToAllRows(head, x, mapsOf(part, B, T).toHeads);
     return head;
   };
 
   /** [B, P·T, heads/P, row] y -allToAll-> x [B, T, heads, row], overwritten or (add) accumulated. */
-  const toSeq = async (x: Buf, y: Buf, part: A2APart, B: number, T: number, add: boolean, slots: Slots): Promise<void> => {
-    const nP = sizeOf(part, B, T);
-    let send = y;
-    if (B !== 1) {
-      send = slots.send.subarray(0, nP);
-      reorderSrcMajor(send, y, B, T, nP / (P * B * T), P, false);
-    }
-    const recv = slots.tmp.subarray(0, nP);
-    await group.allToAll(recv, send);
-    unpackHeadToSeq(kernels, x, recv, rowsOf(part, B, T), add);
+  const toSeq = async (x: Buf, y: Buf, part: A2APart, B: number, T: number, add: boolean): Promise<void> => {
+    const maps = mapsOf(part, B, T);
+    if (!add && maps.replicated) throw new Error(`${what}: overwriting replicated heads has no single source`);
+    await group.allToAllRows(x, y, maps.toSeq, add);
   };
 
   /** The exchanged parts and the saved slot's views, in the order q, k, v, out, lse. */
@@ -133,18 +110,17 @@ export function ulyssesWrap(
     async forward(o: { out: Buf; lse: Buf; saved?: Buf }, i: { q: Buf; k: Buf; v: Buf }, d: AttnDims): Promise<void> {
       const { B, T } = d;
       const { qs, kvs, qP, kvP, lseP, savedSizes } = parts(d);
-      const slots = exchangeSlots(i.q, [qP, kvP, lseP].map((x) => sizeOf(x, B, T)));
       const keep = o.saved ? savedViews(o.saved, savedSizes) : [];
       // [B, T, H|G|G, D] q, k, v -allToAll(sp) ×3-> [B, P·T, H/P | G/P | G/P, D] (kv replicated when P % G == 0)
-      const q = await toHeads(i.q, qP, B, T, slots, keep[0]);
-      const k = await toHeads(i.k, kvP, B, T, slots, keep[1]);
-      const v = await toHeads(i.v, kvP, B, T, slots, keep[2]);
+      const q = await toHeads(i.q, qP, B, T, keep[0]);
+      const k = await toHeads(i.k, kvP, B, T, keep[1]);
+      const v = await toHeads(i.v, kvP, B, T, keep[2]);
       const outH = keep[3] ?? scratch.alloc(o.out, q.length);
       const lseH = keep[4] ?? scratch.alloc(o.lse, B * P * T * qs.perRank);
       await inner.forward({ out: outH, lse: lseH }, { q, k, v }, { ...d, T: P * T, H: qs.perRank, G: kvs.perRank }, gathered);
       // [B, P·T, H/P, D|1] out, lse -allToAll(sp) ×2-> [B, T, H, D|1]
-      await toSeq(o.out, outH, qP, B, T, false, slots);
-      await toSeq(o.lse, lseH, lseP, B, T, false, slots);
+      await toSeq(o.out, outH, qP, B, T, false);
+      await toSeq(o.lse, lseH, lseP, B, T, false);
     },
 
     async backward(
@@ -154,7 +130,6 @@ export function ulyssesWrap(
     ): Promise<void> {
       const { B, T } = d;
       const { qs, kvs, qP, kvP, lseP, savedSizes } = parts(d);
-      const slots = exchangeSlots(i.q, [qP, kvP, lseP].map((x) => sizeOf(x, B, T)));
       let q: Buf, k: Buf, v: Buf, out: Buf, lse: Buf;
       if (i.saved) {
         [q, k, v, out, lse] = savedViews(i.saved, savedSizes) as [Buf, Buf, Buf, Buf, Buf];
@@ -162,20 +137,20 @@ export function ulyssesWrap(
         // Nothing saved: what forward exchanged goes again.
         // [B, T, heads, D|1] q, k, v, out, lse -allToAll(sp) ×5-> [B, P·T, heads/P, D|1]
         const heads: Buf[] = [];
-        for (const [x, part] of [[i.q, qP], [i.k, kvP], [i.v, kvP], [i.out, qP], [i.lse, lseP]] as const) heads.push(await toHeads(x, part, B, T, slots));
+        for (const [x, part] of [[i.q, qP], [i.k, kvP], [i.v, kvP], [i.out, qP], [i.lse, lseP]] as const) heads.push(await toHeads(x, part, B, T));
         [q, k, v, out, lse] = heads as [Buf, Buf, Buf, Buf, Buf];
       }
       // [B, T, H, D] dOut -allToAll(sp)-> [B, P·T, H/P, D]
-      const dOut = await toHeads(i.dOut, qP, B, T, slots);
+      const dOut = await toHeads(i.dOut, qP, B, T);
       // Scratch is reused between calls and the inner backward accumulates: zero the gradients.
       const dqH = scratch.alloc(g.dq, q.length).fill(0);
       const dkH = scratch.alloc(g.dk, k.length).fill(0);
       const dvH = scratch.alloc(g.dv, v.length).fill(0);
       await inner.backward({ dq: dqH, dk: dkH, dv: dvH }, { dOut, q, k, v, out, lse }, { ...d, T: P * T, H: qs.perRank, G: kvs.perRank }, gathered);
       // [B, P·T, H/P | G/P | G/P, D] dq, dk, dv -allToAll(sp) ×3-> [B, T, H|G|G, D], replicas of a kv head summed.
-      await toSeq(g.dq, dqH, qP, B, T, true, slots);
-      await toSeq(g.dk, dkH, kvP, B, T, true, slots);
-      await toSeq(g.dv, dvH, kvP, B, T, true, slots);
+      await toSeq(g.dq, dqH, qP, B, T, true);
+      await toSeq(g.dk, dkH, kvP, B, T, true);
+      await toSeq(g.dv, dvH, kvP, B, T, true);
     },
   };
 }
@@ -191,7 +166,7 @@ export function createUlyssesAttention(
   if (layout.P !== P || layout.S !== S) throw new Error(`ulysses: layout (S=${layout.S}, sp=${layout.P}) does not match S=${S}, sp=${P}`);
   const scratch = new Scratch(group);
   const members = Array.from({ length: P }, (_, p) => layout.positions(p));
-  const wrap = ulyssesWrap('ulysses', group, kernels, members, localInner(kernels, scratch), scratch);
+  const wrap = ulyssesWrap('ulysses', group, members, localInner(kernels, scratch), scratch);
   const check = (d: AttnDims) => {
     if (d.S !== S || d.T * P !== S) throw new Error(`ulysses: dims S=${d.S} T=${d.T} but op built for S=${S}, sp=${P}`);
     ulyssesSplits('ulysses', d.H, d.G, P);

@@ -5,7 +5,7 @@
 import type { Buf } from '../tensor/dtype.js';
 import { allocLike } from '../tensor/dtype.js';
 import type { Kernels } from '../kernels/types.js';
-import type { ProcessGroup } from '../comm/types.js';
+import type { ProcessGroup, RowMap } from '../comm/types.js';
 
 /** Where a scratch pool gets memory: a group's zero-copy buffers (so its sends skip staging). */
 export type ScratchMemory = Pick<ProcessGroup, 'allocBuffer' | 'releaseBuffer'>;
@@ -193,22 +193,22 @@ export function a2aChunk(part: A2APart, B: number, T: number): number {
 }
 
 /**
- * Row maps of one head↔sequence exchange. Viewing the sequence side [B, T, heads, row] as rows of
- * perRank·row elements (R = heads/perRank rows per token) and the exchange buffer [P][B, T,
- * perRank, row] as rows of the same size, both directions are row gathers/scatters — exactly what
- * the embedding kernels do (natively: memcpy per row; scatter-add with a = 1 axpy, bitwise x + y):
- * - `pack[p·B·T + bt]` = the sequence-side row destination p receives for token bt;
- * - `unpack[bt·R + h]` = the exchange row that sequence-side row (bt, h) comes from (only when no
- *   head is replicated, so every row has exactly one source).
+ * Row maps of one head↔sequence exchange (comm's allToAllRows). The sequence side [B, T, heads,
+ * row] is seen as rows of perRank·row elements (R = heads/perRank rows per token) and the head
+ * side [B, P·T, perRank, row] as rows of the same size:
+ * - to heads: chunk p gathers sequence rows pack[p·B·T + bt] = bt·R + (first head of p)/perRank,
+ *   and the rows from rank k land on head rows (b·P + k)·T + t (contiguous chunks when B = 1);
+ * - to the sequence side, the same two maps swapped; replicated kv heads (P % G == 0) receive
+ *   several copies of a row, which the gradients sum in source order.
  */
-export interface A2ARows {
-  pack: Int32Array;
-  unpack: Int32Array | null;
-  /** Elements per row: perRank·row. */
-  C: number;
+export interface A2AMaps {
+  toHeads: RowMap;
+  toSeq: RowMap;
+  /** A sequence-side row has several sources: only a summing exchange back is defined. */
+  replicated: boolean;
 }
 
-export function a2aRows(part: A2APart, B: number, T: number, P: number): A2ARows {
+export function a2aMaps(part: A2APart, B: number, T: number, P: number): A2AMaps {
   const { heads, perRank, replicated } = part.split;
   const R = heads / perRank;
   const BT = B * T;
@@ -217,44 +217,11 @@ export function a2aRows(part: A2APart, B: number, T: number, P: number): A2ARows
     const h = part.split.first(p) / perRank;
     for (let bt = 0; bt < BT; bt++) pack[p * BT + bt] = bt * R + h;
   }
-  let unpack: Int32Array | null = null;
-  if (!replicated) {
-    unpack = new Int32Array(P * BT);
-    for (let i = 0; i < P * BT; i++) unpack[pack[i]!] = i;
+  let head: Int32Array | null = null;
+  if (B > 1) {
+    head = new Int32Array(P * BT);
+    for (let k = 0; k < P; k++) for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) head[k * BT + b * T + t] = (b * P + k) * T + t;
   }
-  return { pack, unpack, C: perRank * part.row };
-}
-
-/** [B, T, heads, row] -pack-> send [P][B, T, perRank, row]: chunk p holds the heads destination p receives. */
-export function packSeqToHead(k: Kernels, send: Buf, x: Buf, rows: A2ARows): void {
-  k.embeddingForward({ out: send }, { tokens: rows.pack, weight: x }, { N: rows.pack.length, C: rows.C });
-}
-
-/**
- * recv [P][B, T, perRank, row] (chunk src = the heads rank src sent back) -unpack-> x [B, T, heads,
- * row]. `add` accumulates (gradients: replicated kv heads sum their copies in source order), else
- * overwrites (needs one source per head).
- */
-export function unpackHeadToSeq(k: Kernels, x: Buf, recv: Buf, rows: A2ARows, add: boolean): void {
-  const N = rows.pack.length;
-  if (add) k.embeddingBackward({ dWeight: x }, { dOut: recv, tokens: rows.pack }, { N, C: rows.C });
-  else if (rows.unpack) k.embeddingForward({ out: x }, { tokens: rows.unpack, weight: recv }, { N, C: rows.C });
-  else throw new Error('unpackHeadToSeq: overwriting replicated heads has no single source');
-}
-
-/**
- * Between the all-to-all's chunk order [P][B, T, rest] and the head side's [B, P·T, rest] (tokens
- * source-major: the group's positions concatenated in rank order). The two are the same memory
- * when B = 1, so callers only call this for B > 1. `toHeads`: chunks → [B, P·T, rest]; else back.
- */
-export function reorderSrcMajor(dst: Buf, src: Buf, B: number, T: number, rest: number, P: number, toHeads: boolean): void {
-  const m = T * rest;
-  for (let p = 0; p < P; p++) {
-    for (let b = 0; b < B; b++) {
-      const chunk = (p * B + b) * m;
-      const seq = (b * P + p) * m;
-      if (toHeads) dst.set(src.subarray(chunk, chunk + m), seq);
-      else dst.set(src.subarray(seq, seq + m), chunk);
-    }
-  }
+  const row = perRank * part.row;
+  return { toHeads: { row, rows: BT, send: pack, recv: head }, toSeq: { row, rows: BT, send: head, recv: pack }, replicated };
 }

@@ -11,6 +11,8 @@ import { alloc, diff, DTYPE_NAMES, gen, refAllGather, refAllReduce, refAllToAll,
 
 type Errors = string[];
 
+export { rowsOrdinary, rowsShared, rowsRaw, rowsWrongRow, rowsAgainstPlain, rowsOutOfRange } from './rows-cases.js';
+
 function check(errs: Errors, what: string, got: ArrayLike<number>, want: ArrayLike<number>): void {
   const d = diff(what, got, want);
   if (d) errs.push(d);

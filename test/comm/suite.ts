@@ -42,6 +42,14 @@ export function commSuite(transport: 'inproc' | 'threads'): void {
         assert.deepEqual((await run<string[]>(P, 'largeOrdinaryRaw')).flat().slice(0, 10), []);
       });
     }
+    for (const P of [1, 2, 3, 4]) {
+      for (const fn of ['rowsOrdinary', 'rowsShared', 'rowsRaw']) {
+        it(`allToAllRows: gathers, scatters, sums of repeated rows, every dtype (${fn}, P=${P})`, async () => {
+          const errs = await run<string[]>(P, fn);
+          assert.deepEqual(errs.flat().slice(0, 10), []);
+        });
+      }
+    }
     for (const P of [1, 3, 4]) {
       it(`reduceScatter∘allGather == allReduce; allToAll twice is the identity (P=${P})`, async () => {
         assert.deepEqual((await run<string[]>(P, 'properties')).flat(), []);
@@ -82,6 +90,11 @@ export function commSuite(transport: 'inproc' | 'threads'): void {
         expectFail(3, 'wrongSize', /^rank \d failed in allReduce #1 \(axis world\): (rank 1 called allReduce\(4096 B\) but rank [02] called allReduce\(1024 B\)|rank [02] called allReduce\(1024 B\) but rank 1 called allReduce\(4096 B\)) at seq 1 on axis world$/));
       it('a rank issues a different op: mismatch names both', () =>
         expectFail(2, 'wrongOp', /rank 1 called allGather\(4096 B\) but rank 0 called allReduce\(1024 B\) at seq 0 on axis world$/));
+      it('allToAllRows with another row size on one rank: mismatch names both', () =>
+        expectFail(2, 'rowsWrongRow', /rank \d called allToAll\(64 B float32 rows of [24]\) but rank \d called allToAll\(64 B float32 rows of [24]\) at seq 0 on axis world$/, undefined, 2500));
+      it('allToAllRows against a plain allToAll: mismatch', () => expectFail(2, 'rowsAgainstPlain', /rank \d called allToAll\(64 B float32( rows of 2)?\) but rank \d called allToAll\(64 B float32( rows of 2)?\) at seq 0 on axis world$/, undefined, 2500));
+      it('allToAllRows with a row past the input: one clear line', () =>
+        expectFail(2, 'rowsOutOfRange', /row map: send\[5\] = 6 is not a row of input \(6 rows of 2\)/, undefined, 2500));
       it('a rank returns while others wait for it', () => expectFail(3, 'returnEarly', /barrier #0 on axis world: rank 0 returned without calling it$/));
       // inproc shares one thread: a synchronous endless loop there would block everything.
       it('a rank throws while a peer spins synchronously', { skip: transport === 'inproc' }, () =>

@@ -14,7 +14,7 @@ import type { AttnDims, SchemeName } from '../../src/parallel/types.js';
 import { runRanks } from '../../src/comm/run.js';
 import { DeviceMesh } from '../../src/comm/mesh.js';
 import { sentBytes } from '../../src/comm/log.js';
-import type { CommBuf, ProcessGroup, ReduceOp } from '../../src/comm/types.js';
+import type { CommBuf, ProcessGroup, ReduceOp, RowMap } from '../../src/comm/types.js';
 import { jsKernels } from '../../src/kernels/js/index.js';
 import { allocBuf } from '../../src/tensor/dtype.js';
 import { kernelReference, makeInputs, type Case } from './harness.js';
@@ -155,6 +155,7 @@ function delayed(g: ProcessGroup, seed: number): ProcessGroup {
     allGather: (o: CommBuf, i: CommBuf) => issue(() => g.allGather(o, i)),
     reduceScatter: (o: CommBuf, i: CommBuf, op?: ReduceOp) => issue(() => g.reduceScatter(o, i, op)),
     allToAll: (o: CommBuf, i: CommBuf) => issue(() => g.allToAll(o, i)),
+    allToAllRows: (o: CommBuf, i: CommBuf, map: RowMap, add?: boolean) => issue(() => g.allToAllRows(o, i, map, add)),
     broadcast: (b: CommBuf, root: number) => issue(() => g.broadcast(b, root)),
     sendRecv: (s: CommBuf, dst: number, r: CommBuf, src: number) => issue(() => g.sendRecv(s, dst, r, src)),
     barrier: () => issue(() => g.barrier()),

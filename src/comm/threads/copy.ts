@@ -7,6 +7,7 @@
  */
 import type { CommBuf, ReduceOp } from '../types.js';
 import { accumulate } from '../core.js';
+import { copyRowsJs } from '../rows.js';
 
 export type BulkCopy = (dst: ArrayBufferView, src: ArrayBufferView) => void;
 
@@ -24,6 +25,26 @@ export function bulkCopy(dst: CommBuf, src: CommBuf): void {
   if (impl !== null && dst.byteLength >= MIN_BYTES) impl(dst, src);
   else dst.set(src);
 }
+
+/**
+ * For r < n: dst row (dRows ? dRows[r] : r) = (add: +=) src row (sRows ? sRows[r] : r), rows of
+ * `row` elements (allToAllRows; rows.ts copyRowsJs is the reference).
+ */
+export type RowCopy = (dst: CommBuf, dRows: Int32Array | null, src: CommBuf, sRows: Int32Array | null, n: number, row: number, add: boolean) => void;
+let rowImpl: RowCopy | null = null;
+
+/** Installs (or with null removes) the row copy for this thread's ranks (the addon's copyRows). */
+export function setRowCopy(fn: RowCopy | null): void {
+  rowImpl = fn;
+}
+
+/** The installed row copy for large float (or, copying, any) rows, else the JavaScript loop. */
+export function bulkCopyRows(dst: CommBuf, dRows: Int32Array | null, src: CommBuf, sRows: Int32Array | null, n: number, row: number, add: boolean): void {
+  const fast = rowImpl !== null && n * row * dst.BYTES_PER_ELEMENT >= MIN_ROW_BYTES && (!add || !(dst instanceof Int32Array));
+  (fast ? rowImpl! : copyRowsJs)(dst, dRows, src, sRows, n, row, add);
+}
+/** Below this many bytes in all the JavaScript row loop is as fast as a native call. */
+const MIN_ROW_BYTES = 16 << 10;
 
 export type BulkAdd = (dst: Float32Array | Float64Array, src: Float32Array | Float64Array) => void;
 let addImpl: BulkAdd | null = null;
@@ -53,6 +74,11 @@ export function bulkAccumulate(dst: CommBuf, src: CommBuf, op: ReduceOp): void {
 export interface RawAccess {
   addressOf(ta: ArrayBufferView): number;
   read(dst: ArrayBufferView, addr: number, add: boolean, ctl: Int32Array, readingIdx: number, closedIdx: number, seq: number, abortIdx: number): boolean;
+  /**
+   * The same protocol for rows (allToAllRows): dst row (dRows ? dRows[r] : r) = (add: +=) the row
+   * at addr + (sRows ? sRows[r] : r)·row elements, for r < n. Without it, row calls stage.
+   */
+  readRows?(dst: ArrayBufferView, dRows: Int32Array | null, addr: number, sRows: Int32Array | null, n: number, row: number, add: boolean, ctl: Int32Array, readingIdx: number, closedIdx: number, seq: number, abortIdx: number): boolean;
 }
 let raw: RawAccess | null = null;
 

@@ -11,7 +11,8 @@ import { CommAbortError, CommError } from '../errors.js';
 import { checkPairs, COMM_BPE, finishAvg, GroupBase, mismatchMessage, newCommArray, OPS, REDOPS, sameCall, sliceStart, type Call } from '../core.js';
 import { availableParallelism } from 'node:os';
 import { waitAsync } from './compat.js';
-import { bulkAccumulate, bulkCopy, rawAccess } from './copy.js';
+import { bulkAccumulate, bulkCopy, bulkCopyRows, rawAccess } from './copy.js';
+import { rowExtent } from '../rows.js';
 import { rawReadable, readableInPlace } from './placement.js';
 import { align, ArenaAlloc, F, FF, Layout } from './shm.js';
 
@@ -67,6 +68,7 @@ export class ThreadsGroup extends GroupBase {
   /** The call being run (calls on a group are serialised), for the errors `until` raises. */
   private cur: { op: Call['op']; seq: number } = { op: 'barrier', seq: -1 };
   private spinBudget: number;
+  protected override readonly movesRows = true;
 
   constructor(
     private readonly ctx: ThreadsCtx,
@@ -203,7 +205,16 @@ export class ThreadsGroup extends GroupBase {
     const off = direct ? c.a!.byteOffset : raw ? raw.addressOf(c.a!) : region;
     if (staged && c.bytes > 0) {
       const mine = view(ctx.alloc.sab, c.dtype, off, c.bytes);
-      if (c.op === 'allToAll' && P > 1) {
+      if (c.map) {
+        // Peers' chunks packed in chunk order (ours never leaves): they read them contiguously.
+        const { row, rows: R, send } = c.map;
+        for (let j = 0; j < P; j++) {
+          if (j === m) continue;
+          const dst = mine.subarray(j * R * row, (j + 1) * R * row);
+          if (send) bulkCopyRows(dst, null, c.a!, send.subarray(j * R, (j + 1) * R), R, row, false);
+          else bulkCopy(dst, c.a!.subarray(j * R * row, (j + 1) * R * row));
+        }
+      } else if (c.op === 'allToAll' && P > 1) {
         // Our own chunk never leaves this rank: copied straight into out below.
         const nc = n / P;
         if (m > 0) bulkCopy(mine.subarray(0, m * nc), c.a!.subarray(0, m * nc));
@@ -222,10 +233,11 @@ export class ThreadsGroup extends GroupBase {
     i32[fi(F.DST)] = c.dst;
     i32[fi(F.SRC)] = c.src;
     f64[layout.f(gid, m, FF.BYTES)] = c.bytes;
-    f64[layout.f(gid, m, FF.RECV)] = c.src >= 0 && c.b ? c.b.byteLength : 0;
+    f64[layout.f(gid, m, FF.RECV)] = c.map ? c.a!.byteLength : c.src >= 0 && c.b ? c.b.byteLength : 0;
     f64[layout.f(gid, m, FF.OFF)] = off;
     f64[layout.f(gid, m, FF.OFF2)] = region + (staged ? align(c.bytes) : 0);
     i32[fi(F.RAW)] = raw ? 1 : 0;
+    i32[fi(F.ROWS)] = c.map && !staged ? 1 : 0;
     Atomics.store(i32, fi(F.PUB), s);
     this.ring();
     if (!raw) return this.finish(c, s, n, at, direct);
@@ -322,6 +334,10 @@ export class ThreadsGroup extends GroupBase {
         for (let k = 0; k < P; k++) this.fromPeer(c.b!.subarray(k * n, (k + 1) * n), k, 0, null, s);
         break;
       case 'allToAll': {
+        if (c.map) {
+          this.moveRows(c, s);
+          break;
+        }
         const nc = n / P;
         if (c.b !== c.a) bulkCopy(c.b!.subarray(m * nc, (m + 1) * nc), c.a!.subarray(m * nc, (m + 1) * nc));
         for (let k = 0; k < P; k++) if (k !== m) this.fromPeer(c.b!.subarray(k * nc, (k + 1) * nc), k, m * nc * bpe, null, s);
@@ -346,6 +362,48 @@ export class ThreadsGroup extends GroupBase {
         break;
       case 'barrier':
         break;
+    }
+  }
+
+  /**
+   * allToAllRows: the rows of every source in rank order (repeated destination rows sum in that
+   * order), ours from our input, the peers' from their input in place (ROWS = 1: through the map,
+   * from their arena or by address) or from their staged contiguous chunks.
+   */
+  private moveRows(c: Call, s: number): void {
+    const { ctx, gid, size: P, rank: m } = this;
+    const { row, rows: R, send, recv } = c.map!;
+    const add = c.add === true;
+    const bpe = BPE[c.dtype]!;
+    const out = c.b!;
+    const chunk = (idx: Int32Array | null, k: number) => (idx ? idx.subarray(k * R, (k + 1) * R) : null);
+    // Our chunk of a contiguous send side starts at row m·R; a mapped one indexes from row 0.
+    const sRows = chunk(send, m);
+    const sBase = send ? 0 : m * R * row;
+    for (let k = 0; k < P; k++) {
+      const dRows = chunk(recv, k);
+      const dst = recv ? out : out.subarray(k * R * row, (k + 1) * R * row);
+      if (k === m) {
+        bulkCopyRows(dst, dRows, c.a!.subarray(sBase), sRows, R, row, add);
+        continue;
+      }
+      if (this.field(k, F.ROWS) === 0) {
+        bulkCopyRows(dst, dRows, this.peerView(k, c.dtype, FF.OFF, m * R * row * bpe, R * row * bpe), null, R, row, add);
+        continue;
+      }
+      // The peer's input itself: never read past what it offers (its map may not match ours).
+      const need = (sBase + rowExtent(sRows, 0, R) * row) * bpe;
+      const has = ctx.f64[ctx.layout.f(gid, k, FF.RECV)]!;
+      if (need > has) throw new CommError(`${this.cur.op} #${this.cur.seq} on axis ${this.axis}: the row map reads ${need} B of rank ${this.ranks[k]}'s input, which has ${has} B (every rank must pass the same map)`, this.cur.op, this.cur.seq, this.axis);
+      if (this.field(k, F.RAW) === 1) {
+        const r = rawAccess();
+        if (!r?.readRows) throw new CommError(`${this.cur.op} #${this.cur.seq} on axis ${this.axis}: rank ${this.ranks[k]} offers its rows by address but this rank has no raw row reads installed (setRawAccess on every rank, or on none)`, this.cur.op, this.cur.seq, this.axis);
+        const addr = ctx.f64[ctx.layout.f(gid, k, FF.OFF)]! + sBase * bpe;
+        const ok = r.readRows(dst, dRows, addr, sRows, R, row, add, ctx.i32, ctx.layout.i(gid, k, F.READING), ctx.layout.i(gid, k, F.CLOSED), s, ctx.layout.rawStop);
+        if (!ok) throw new CommAbortError(`${this.cur.op} #${this.cur.seq} on axis ${this.axis} aborted: rank ${this.ranks[k]} withdrew its buffer before it was read`, this.cur.op, this.cur.seq, this.axis);
+        continue;
+      }
+      bulkCopyRows(dst, dRows, this.peerView(k, c.dtype, FF.OFF, sBase * bpe, need - sBase * bpe), sRows, R, row, add);
     }
   }
 

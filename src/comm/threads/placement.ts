@@ -26,11 +26,12 @@ export function readableInPlace(c: Call, arena: SharedArrayBuffer): boolean {
 /**
  * Peers can read the send buffer by address (ordinary memory): with the addon's raw reads
  * installed, for a buffer large enough to be off the V8 heap, and for reductions only sums of
- * floats (rawRead copies or adds). Returns the raw access to publish the address with, or null.
+ * floats (rawRead copies or adds); for allToAllRows, with the row reads installed (adds: floats). Returns the raw access to publish the address with, or null.
  */
 export function rawReadable(c: Call): RawAccess | null {
   const r = rawAccessFor(c.bytes);
   if (!r) return null;
+  if (c.map && (!r.readRows || (c.add && !(c.a instanceof Float32Array || c.a instanceof Float64Array)))) return null;
   const reduces = c.op === 'reduceScatter' || c.op === 'allReduce';
   if (reduces && (!(c.redop === 'sum' || c.redop === 'avg') || !(c.a instanceof Float32Array || c.a instanceof Float64Array))) return null;
   return noRacingWrite(c) ? r : null;

@@ -9,8 +9,9 @@
  *   slice of seq ready), DONE (finished reading seq), OP, DTYPE, REDOP, ROOT, DST, SRC;
  *   RAW (1: OFF is the address of the caller's own ordinary buffer, read with the addon's rawRead;
  *   0: an offset in the member's arena), CLOSED (last seq whose raw buffer is no longer offered),
- *   READING (how many peers are inside a raw read of that buffer right now);
- *   f64: BYTES, RECV (bytes expected), OFF (data offset in the member's arena, or address), OFF2
+ *   READING (how many peers are inside a raw read of that buffer right now); ROWS (allToAllRows:
+ *   1 = OFF is the input itself, read row by row through the map; 0 = chunks staged contiguously);
+ *   f64: BYTES, RECV (sendRecv: bytes expected; allToAllRows: byte length of the input offered), OFF (data offset in the member's arena, or address), OFF2
  *   (reduced slice, always in the arena).
  * Seqs are stored 1-based (0 = nothing yet). Header: FAILED = 1 + the first rank whose fn threw
  * (0 = none); RAWSTOP = 1 once the launcher withdraws every raw buffer (before it terminates
@@ -27,9 +28,9 @@ export const ARENA_MAX_BYTES = 2 ** 32; // V8's limit for a growable SharedArray
 const ARENA_INITIAL_BYTES = 1 << 20;
 const ALIGN = 64;
 
-export const F = { PUB: 0, RED: 1, DONE: 2, OP: 3, DTYPE: 4, REDOP: 5, ROOT: 6, DST: 7, SRC: 8, RAW: 9, CLOSED: 10, READING: 11 } as const;
+export const F = { PUB: 0, RED: 1, DONE: 2, OP: 3, DTYPE: 4, REDOP: 5, ROOT: 6, DST: 7, SRC: 8, RAW: 9, CLOSED: 10, READING: 11, ROWS: 12 } as const;
 export const FF = { BYTES: 0, RECV: 1, OFF: 2, OFF2: 3 } as const;
-const MEMBER_INTS = 12;
+const MEMBER_INTS = 13;
 const MEMBER_F64 = 4;
 const GROUP_HEAD = 4;
 

@@ -43,6 +43,10 @@ export interface NativeAddon {
   addressOf?(ta: ArrayBufferView): number;
   /** Copies or adds dst.byteLength bytes from a peer's address while ctl says the peer still offers them (native/addon.cc). */
   rawRead?(dst: ArrayBufferView, addr: number, add: boolean, ctl: Int32Array, readingIdx: number, closedIdx: number, seq: number, abortIdx: number): boolean;
+  /** For r < n: dst row (dRows ? dRows[r] : r) = (add: +=) src row (sRows ? sRows[r] : r), rows of `row` elements. */
+  copyRows?(dst: ArrayBufferView, dRows: Int32Array | null, src: ArrayBufferView, sRows: Int32Array | null, n: number, row: number, add: boolean): void;
+  /** copyRows from a peer's address under rawRead's protocol. */
+  rawReadRows?(dst: ArrayBufferView, dRows: Int32Array | null, addr: number, sRows: Int32Array | null, n: number, row: number, add: boolean, ctl: Int32Array, readingIdx: number, closedIdx: number, seq: number, abortIdx: number): boolean;
   attnForward(out: F32, lse: F32, q: F32, k: F32, v: F32, qPos: Int32Array, kPos: Int32Array,
     B: number, Tq: number, Tk: number, H: number, G: number, D: number, scale: number, causal: boolean, left: W, right: W): void;
   attnBackward(dq: F32, dk: F32, dv: F32, dOut: F32, q: F32, k: F32, v: F32, out: F32, lse: F32, delta: F32,

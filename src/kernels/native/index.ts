@@ -190,14 +190,25 @@ export function nativeBulkAdd(): ((dst: Float32Array | Float64Array, src: Float3
 export interface RawAccess {
   addressOf(ta: ArrayBufferView): number;
   read(dst: ArrayBufferView, addr: number, add: boolean, ctl: Int32Array, readingIdx: number, closedIdx: number, seq: number, abortIdx: number): boolean;
+  readRows?(dst: ArrayBufferView, dRows: Int32Array | null, addr: number, sRows: Int32Array | null, n: number, row: number, add: boolean, ctl: Int32Array, readingIdx: number, closedIdx: number, seq: number, abortIdx: number): boolean;
 }
 
 /** Address-based peer reads for the threads transport's one-copy path (comm's setRawAccess takes them), or null. */
 export function nativeRawAccess(): RawAccess | null {
   const r = loadAddon();
   if (!('addon' in r) || !r.addon.addressOf || !r.addon.rawRead) return null;
-  const { addressOf, rawRead } = r.addon;
-  return { addressOf: (ta) => addressOf(ta), read: (dst, addr, add, ctl, ri, ci, seq, ai) => rawRead(dst, addr, add, ctl, ri, ci, seq, ai) };
+  const { addressOf, rawRead, rawReadRows } = r.addon;
+  const access: RawAccess = { addressOf: (ta) => addressOf(ta), read: (dst, addr, add, ctl, ri, ci, seq, ai) => rawRead(dst, addr, add, ctl, ri, ci, seq, ai) };
+  if (rawReadRows) access.readRows = (dst, dr, addr, sr, n, row, add, ctl, ri, ci, seq, ai) => rawReadRows(dst, dr, addr, sr, n, row, add, ctl, ri, ci, seq, ai);
+  return access;
+}
+
+/** Row copies for allToAllRows (comm's setRowCopy takes it), or null without the addon. */
+export function nativeRowCopy(): ((dst: ArrayBufferView, dRows: Int32Array | null, src: ArrayBufferView, sRows: Int32Array | null, n: number, row: number, add: boolean) => void) | null {
+  const r = loadAddon();
+  if (!('addon' in r) || !r.addon.copyRows) return null;
+  const copy = r.addon.copyRows;
+  return (dst, dr, src, sr, n, row, add) => copy(dst, dr, src, sr, n, row, add);
 }
 
 /** The raw addon (benchmarks: FMA peak loop), or null. */
