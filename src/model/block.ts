@@ -15,7 +15,7 @@ export type BlockActs = Record<
   'ln1' | 'ln1Mean' | 'ln1Rstd' | 'q' | 'k' | 'v' | 'att' | 'lse' | 'x2' | 'ln2' | 'ln2Mean' | 'ln2Rstd' | 'fc' | 'act',
   Buf
 >;
-export type BlockScratch = Record<'dX2' | 'dNorm' | 'dAct' | 'dFc' | 'dAtt' | 'dq' | 'dk' | 'dv' | 'dqkv' | 'qkv', Buf>;
+export type BlockScratch = Record<'dX2' | 'dNorm' | 'dAct' | 'dFc' | 'dAtt' | 'dq' | 'dk' | 'dv', Buf>;
 
 export interface BlockCtx {
   cfg: GPTConfig;
@@ -51,16 +51,22 @@ function normBack(c: BlockCtx, dx: Buf, dOut: Buf, x: Buf, mean: Buf, rstd: Buf,
   }
 }
 
-function linear(c: BlockCtx, out: Buf, x: Buf, p: string, N: number, K: number, M: number): void {
-  const weight = c.store.view(c.params, `${p}.weight`);
-  const bias = c.store.maybeView(c.params, `${p}.bias`);
+/**
+ * out [N, M] = x [N, K] · W[m0 .. m0 + M)ᵀ (+ bias): output features m0 .. m0 + M of linear `p`
+ * (weight [M_all, K] row-major, so a feature range is a contiguous block of rows). m0 = 0 and M =
+ * all features is the whole layer.
+ */
+function linear(c: BlockCtx, out: Buf, x: Buf, p: string, N: number, K: number, M: number, m0 = 0): void {
+  const weight = c.store.view(c.params, `${p}.weight`).subarray(m0 * K, (m0 + M) * K);
+  const bias = c.store.maybeView(c.params, `${p}.bias`)?.subarray(m0, m0 + M);
   c.k.matmulForward({ out }, { x, weight, bias }, { N, K, M });
 }
 
-function linearBack(c: BlockCtx, dx: Buf | null, dOut: Buf, x: Buf, p: string, N: number, K: number, M: number): void {
-  const weight = c.store.view(c.params, `${p}.weight`);
-  const dWeight = c.store.view(c.grads, `${p}.weight`);
-  const dBias = c.store.maybeView(c.grads, `${p}.bias`);
+/** Backward of linear(…, m0): dx += dOut · W[m0 ..], and that row block of dW (and db) accumulates. */
+function linearBack(c: BlockCtx, dx: Buf | null, dOut: Buf, x: Buf, p: string, N: number, K: number, M: number, m0 = 0): void {
+  const weight = c.store.view(c.params, `${p}.weight`).subarray(m0 * K, (m0 + M) * K);
+  const dWeight = c.store.view(c.grads, `${p}.weight`).subarray(m0 * K, (m0 + M) * K);
+  const dBias = c.store.maybeView(c.grads, `${p}.bias`)?.subarray(m0, m0 + M);
   c.k.matmulBackward({ dx, dWeight, dBias }, { dOut, x, weight }, { N, K, M });
 }
 
@@ -70,7 +76,7 @@ function activation(c: BlockCtx, out: Buf, x: Buf, N: number): void {
   else c.k.swigluForward({ out }, { x }, { N, F });
 }
 
-/** Row count and widths of one block: N = B·T rows, qkv rows [q (H·D) | k (G·D) | v (G·D)]. */
+/** Row count and widths of one block: N = B·T rows; the qkv weight's rows are [q (H·D) | k (G·D) | v (G·D)]. */
 function sizesOf(c: BlockCtx) {
   const { cfg, dims } = c;
   const D = headDim(cfg);
@@ -81,7 +87,6 @@ function sizesOf(c: BlockCtx) {
     C: cfg.width,
     HD,
     GD,
-    qkvW: HD + 2 * GD,
     fcOut: cfg.activation === 'swiglu' ? 2 * cfg.ffn : cfg.ffn,
     rope: { B: dims.B, T: dims.T, H: cfg.heads, D, base: cfg.ropeBase },
   };
@@ -93,17 +98,15 @@ function sizesOf(c: BlockCtx) {
  */
 export async function blockForward(c: BlockCtx, l: number, a: BlockActs, s: BlockScratch, x: Buf, y: Buf, saved?: Buf): Promise<void> {
   const { cfg, k, dims } = c;
-  const { N, C, HD, GD, qkvW, fcOut, rope } = sizesOf(c);
+  const { N, C, HD, GD, fcOut, rope } = sizesOf(c);
 
   norm(c, a.ln1, a.ln1Mean, a.ln1Rstd, x, `h.${l}.ln1`, N);
-  linear(c, s.qkv, a.ln1, `h.${l}.attn.qkv`, N, C, qkvW);
-  // [N, (H+2G)·D] -split-> q [B, T, H, D], k, v [B, T, G, D]
-  for (let n = 0; n < N; n++) {
-    const r = n * qkvW;
-    a.q.set(s.qkv.subarray(r, r + HD), n * HD);
-    a.k.set(s.qkv.subarray(r + HD, r + HD + GD), n * GD);
-    a.v.set(s.qkv.subarray(r + HD + GD, r + qkvW), n * GD);
-  }
+  // The qkv projection [N, C] -> [N, (H+2G)·D] as three products on its weight's row blocks, so
+  // q [B, T, H, D] and k, v [B, T, G, D] come out in their own buffers (no per-row split pass).
+  const qkvP = `h.${l}.attn.qkv`;
+  linear(c, a.q, a.ln1, qkvP, N, C, HD, 0);
+  linear(c, a.k, a.ln1, qkvP, N, C, GD, HD);
+  linear(c, a.v, a.ln1, qkvP, N, C, GD, HD + GD);
   k.ropeForward({ out: a.q }, { x: a.q, pos: c.pos }, rope);
   k.ropeForward({ out: a.k }, { x: a.k, pos: c.pos }, { ...rope, H: cfg.kvHeads });
   a.att.fill(0);
@@ -125,7 +128,7 @@ export async function blockForward(c: BlockCtx, l: number, a: BlockActs, s: Bloc
  */
 export async function blockBackward(c: BlockCtx, l: number, a: BlockActs, s: BlockScratch, x: Buf, dY: Buf, saved?: Buf): Promise<void> {
   const { cfg, k, dims } = c;
-  const { N, C, HD, GD, qkvW, fcOut, rope } = sizesOf(c);
+  const { N, C, HD, GD, fcOut, rope } = sizesOf(c);
   const F = cfg.ffn;
 
   // MLP branch: y = x2 + proj(act(fc(ln2(x2))))
@@ -146,21 +149,19 @@ export async function blockBackward(c: BlockCtx, l: number, a: BlockActs, s: Blo
   s.dk.fill(0);
   s.dv.fill(0);
   await c.attn.backward({ dq: s.dq, dk: s.dk, dv: s.dv }, { dOut: s.dAtt, q: a.q, k: a.k, v: a.v, out: a.att, lse: a.lse, saved }, dims);
-  // Undo RoPE on dq, dk while packing into dqkv [N, (H+2G)·D]; reuse dAtt / dNorm-sized scratch.
+  // Undo RoPE on dq, dk (into dAtt- and dq-sized scratch), then the qkv projection's backward on
+  // its three row blocks: dx sums the three, each block of dW gets its own.
   const dqPre = s.dAtt;
   dqPre.fill(0);
   k.ropeBackward({ dx: dqPre }, { dOut: s.dq, pos: c.pos }, rope);
   const dkPre = s.dq.subarray(0, N * GD);
   dkPre.fill(0);
   k.ropeBackward({ dx: dkPre }, { dOut: s.dk, pos: c.pos }, { ...rope, H: cfg.kvHeads });
-  for (let n = 0; n < N; n++) {
-    const r = n * qkvW;
-    s.dqkv.set(dqPre.subarray(n * HD, (n + 1) * HD), r);
-    s.dqkv.set(dkPre.subarray(n * GD, (n + 1) * GD), r + HD);
-    s.dqkv.set(s.dv.subarray(n * GD, (n + 1) * GD), r + HD + GD);
-  }
   s.dNorm.fill(0);
-  linearBack(c, s.dNorm, s.dqkv, a.ln1, `h.${l}.attn.qkv`, N, C, qkvW);
+  const qkvP = `h.${l}.attn.qkv`;
+  linearBack(c, s.dNorm, dqPre, a.ln1, qkvP, N, C, HD, 0);
+  linearBack(c, s.dNorm, dkPre, a.ln1, qkvP, N, C, GD, HD);
+  linearBack(c, s.dNorm, s.dv, a.ln1, qkvP, N, C, GD, HD + GD);
   dY.set(s.dX2);
   normBack(c, dY, s.dNorm, x, a.ln1Mean, a.ln1Rstd, `h.${l}.ln1`, N);
 }

@@ -53,7 +53,6 @@ export function headActSizes(c: GPTConfig, r: RowShape): Record<string, number> 
 export function backwardScratchSizes(c: GPTConfig, r: RowShape): Record<string, number> {
   const N = r.B * r.T;
   const D = headDim(c);
-  const qkvOut = (c.heads + 2 * c.kvHeads) * D;
   const fcOut = c.activation === 'swiglu' ? 2 * c.ffn : c.ffn;
   return {
     dResid: N * c.width,
@@ -65,8 +64,6 @@ export function backwardScratchSizes(c: GPTConfig, r: RowShape): Record<string, 
     dq: N * c.heads * D,
     dk: N * c.kvHeads * D,
     dv: N * c.kvHeads * D,
-    dqkv: N * qkvOut,
-    qkv: N * qkvOut,
     dLogits: N * c.vocab,
   };
 }
