@@ -43,6 +43,16 @@ function allocRecord<K extends string>(arena: Arena, cat: 'activations' | 'scrat
   return out;
 }
 
+/**
+ * One block's activations; k and v are the two halves of one buffer, so that a ring scheme sends
+ * [k | v] as it is instead of packing it first (ring.ts kvRing).
+ */
+function allocBlockActs(arena: Arena, c: GPTConfig, rows: RowShape, dtype: DType): BlockActs {
+  const { k: nk, v: nv, ...rest } = blockActSizes(c, rows);
+  const kv = arena.alloc('activations', nk + nv, dtype);
+  return { ...allocRecord(arena, 'activations', rest, dtype), k: kv.subarray(0, nk), v: kv.subarray(nk) } as BlockActs;
+}
+
 export class GPT {
   readonly cfg: GPTConfig;
   readonly k: Kernels;
@@ -72,7 +82,7 @@ export class GPT {
     this.params = o.arena.alloc('params', this.store.size, o.dtype);
     this.grads = o.arena.alloc('grads', this.store.size, o.dtype);
     const nActs = this.checkpoint ? 1 : o.config.layers;
-    this.acts = Array.from({ length: nActs }, () => allocRecord(o.arena, 'activations', blockActSizes(o.config, o.rows), o.dtype) as BlockActs);
+    this.acts = Array.from({ length: nActs }, () => allocBlockActs(o.arena, o.config, o.rows, o.dtype));
     this.head = allocRecord(o.arena, 'activations', headActSizes(o.config, o.rows), o.dtype);
     this.scratch = allocRecord(o.arena, 'scratch', backwardScratchSizes(o.config, o.rows), o.dtype) as BlockScratch & { dResid: Buf; dLogits: Buf };
   }

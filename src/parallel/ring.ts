@@ -102,6 +102,33 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
     packChunks(kv, n, v, d.B, d.T, d.G * d.D, c);
     return kv;
   };
+  /**
+   * The k|v blocks a ring pass holds, [2][c][B, T/c, G, D] each: ours, then each arrival. Ours is
+   * the caller's k and v in place when they are the adjacent halves of one buffer and chunks are
+   * contiguous (the model allocates them so: no pack copy before the first send); arrivals then
+   * alternate between two scratch buffers (one at P = 2) and never land in the caller's k, v.
+   * Otherwise ours is packed into scratch and two buffers swap. `advance` moves to the arrival.
+   */
+  const kvRing = (k: Buf, v: Buf, d: AttnDims) => {
+    const n = d.B * d.T * d.G * d.D;
+    const inPlace = (d.B === 1 || c === 1) && k.buffer === v.buffer && k.length === n && v.length === n && v.byteOffset === k.byteOffset + k.byteLength;
+    const own = inPlace ? new (k.constructor as Float32ArrayConstructor)(k.buffer, k.byteOffset, 2 * n) : packKV(k, v, d);
+    let cur: Buf = own;
+    let nxt: Buf | null = scratch.alloc(own, 2 * n);
+    let spare: Buf | null = inPlace && P > 2 ? scratch.alloc(own, 2 * n) : null;
+    return {
+      get cur(): Buf {
+        return cur;
+      },
+      get nxt(): Buf {
+        return nxt!;
+      },
+      advance(): void {
+        if (cur === own && inPlace) [cur, nxt, spare] = [nxt!, spare, null];
+        else [cur, nxt] = [nxt!, cur];
+      },
+    };
+  };
   /** y += x (bitwise the same as y[i] + x[i]: a = 1 makes the fma exact before its one rounding). */
   const add = (y: Buf, x: Buf) => kernels.axpy(y, x, 1);
   /** Views of chunks [k0, k1) of the k and v halves of a packed [2][c][B, T/c, G, D] buffer. */
@@ -123,12 +150,12 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
       const lseC = chunkViews(o.lse, B, T, H, c) ?? qC.map(() => scratch.alloc(o.lse, B * Tc * H));
       for (const x of outC) x.fill(0);
       for (const x of lseC) x.fill(-Infinity);
-      let cur = packKV(i.k, i.v, d);
-      let nxt = scratch.alloc(cur, 2 * n);
+      const kv = kvRing(i.k, i.v, d);
       for (let s = 0; s < P; s++) {
         const j = (r - s + P) % P;
+        const cur = kv.cur;
         // [2, B, T, G, D] k|v of rank j -sendRecv(ring: to r+1, from r−1)-> k|v of rank j−1, while we compute on j.
-        let pending = s < P - 1 ? group.sendRecv(cur, next, nxt, prev) : null;
+        let pending = s < P - 1 ? group.sendRecv(cur, next, kv.nxt, prev) : null;
         if (pending && !overlap) {
           await pending;
           pending = null;
@@ -143,7 +170,7 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
         }
         if (s < P - 1) {
           if (pending) await pending;
-          [cur, nxt] = [nxt, cur];
+          kv.advance();
         }
       }
       // c × [B, T/c, H, D] -join-> [B, T, H, D] (no-op for views: computed in place).
@@ -167,8 +194,8 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
       // dq accumulates in place when its chunks are views; per chunk otherwise (zeroed), added at the end.
       const dqV = chunkViews(g.dq, B, T, H * D, c);
       const dqC = dqV ?? qC.map(() => scratch.alloc(g.dq, B * Tc * H * D).fill(0));
-      let cur = packKV(i.k, i.v, d);
-      let nxt = scratch.alloc(cur, 2 * n);
+      const kv = kvRing(i.k, i.v, d);
+      const like = kv.cur;
       // dK|dV of our own block stays home (step 0 computes it there). The accumulator of block j
       // starts at rank j + 1, the first other rank to see it, collects one contribution per hop and
       // reaches its owner after P − 1 hops, where it is added to the home part: P − 1 transfers of
@@ -176,16 +203,17 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
       // `local` is a step's contribution while the arriving accumulator is still in flight.
       // Home is dk, dv themselves when chunks are contiguous (B = 1 or c = 1: the packed k and v
       // halves have their layout, and the kernel accumulates), a packed buffer joined at the end otherwise.
-      const home = merge ? null : scratch.alloc(cur, 2 * n).fill(0);
+      const home = merge ? null : scratch.alloc(like, 2 * n).fill(0);
       const homeChunk = (k0: number, k1: number): [Buf, Buf] => (home ? kvChunk(home, k0, k1, n) : [g.dk.subarray((k0 * n) / c, (k1 * n) / c), g.dv.subarray((k0 * n) / c, (k1 * n) / c)]);
-      const acc = P > 1 ? [scratch.alloc(cur, 2 * n), scratch.alloc(cur, 2 * n)] : [];
-      const local = P > 2 ? scratch.alloc(cur, 2 * n) : null;
+      const acc = P > 1 ? [scratch.alloc(like, 2 * n), scratch.alloc(like, 2 * n)] : [];
+      const local = P > 2 ? scratch.alloc(like, 2 * n) : null;
       let ai = 0;
       let accPending: Promise<void> | null = null;
       for (let s = 0; s < P; s++) {
         const j = (r - s + P) % P;
+        const cur = kv.cur;
         // [2, B, T, G, D] k|v -sendRecv(ring: to r+1, from r−1)-> next block, overlapped with this step.
-        let pending = s < P - 1 ? group.sendRecv(cur, next, nxt, prev) : null;
+        let pending = s < P - 1 ? group.sendRecv(cur, next, kv.nxt, prev) : null;
         if (pending && !overlap) {
           await pending;
           pending = null;
@@ -220,7 +248,7 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
         }
         if (s < P - 1) {
           if (pending) await pending;
-          [cur, nxt] = [nxt, cur];
+          kv.advance();
         }
       }
       // The accumulator that arrives last is our own block's, from ranks r + 1 .. r + P − 1.

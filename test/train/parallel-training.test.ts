@@ -42,6 +42,10 @@ const SCHEMES: [TrainOptions['spScheme'], number, number][] = [
   ['rsa', 2, 1],
   ['allgather', 2, 1],
   ['hybrid', 4, 2],
+  // More than 2 ring ranks: the blocks a rank receives must never land in its own k|v (ring.ts
+  // kvRing sends the model's adjacent k, v halves in place and rotates arrivals through scratch).
+  ['zigzag', 4, 1],
+  ['stripe', 4, 1],
 ];
 
 async function single(o: TrainOptions) {
