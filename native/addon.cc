@@ -309,6 +309,23 @@ Napi::Value AddInto(const Info& info) {
 // workers (Dekker-style: sequentially consistent increments and loads on both sides). Doing the
 // count, check and copy in one native call means a worker being terminated cannot leave the
 // count raised. Returns false (nothing read) when the buffer is no longer offered.
+// The protocol above around one read: info[i .. i + 4] = ctl, readingIdx, closedIdx, seq, abortIdx.
+// Runs read() only while the owner still offers its buffer; returns whether it ran.
+template <class Read>
+static bool while_offered(const Info& info, size_t i, const char* what, Read read) {
+  size_t nc = 0;
+  int32_t* ctl = reinterpret_cast<int32_t*>(bytes_of(info, i, &nc));
+  const int64_t ri = info[i + 1].As<Napi::Number>().Int64Value(), ci = info[i + 2].As<Napi::Number>().Int64Value();
+  const int32_t seq = info[i + 3].As<Napi::Number>().Int32Value();
+  const int64_t ai = info[i + 4].As<Napi::Number>().Int64Value();
+  const int64_t ints = (int64_t)(nc / 4);
+  if (ri < 0 || ri >= ints || ci < 0 || ci >= ints || ai < 0 || ai >= ints) range_error(info, std::string(what) + ": control index out of range");
+  __atomic_fetch_add(&ctl[ri], 1, __ATOMIC_SEQ_CST);
+  const bool open = __atomic_load_n(&ctl[ci], __ATOMIC_SEQ_CST) < seq && __atomic_load_n(&ctl[ai], __ATOMIC_SEQ_CST) == 0;
+  if (open) read();
+  __atomic_fetch_sub(&ctl[ri], 1, __ATOMIC_SEQ_CST);
+  return open;
+}
 Napi::Value AddressOf(const Info& info) {
   if (info.Length() < 1 || !info[0].IsTypedArray()) throw Napi::TypeError::New(info.Env(), "addressOf(typedArray)");
   size_t n = 0;
@@ -318,27 +335,18 @@ Napi::Value AddressOf(const Info& info) {
 Napi::Value RawRead(const Info& info) {
   if (info.Length() < 8 || !info[0].IsTypedArray() || !info[3].IsTypedArray())
     throw Napi::TypeError::New(info.Env(), "rawRead(dst, addr, add, ctl, readingIdx, closedIdx, seq, abortIdx)");
-  size_t nd = 0, nc = 0;
+  size_t nd = 0;
   uint8_t* dp = bytes_of(info, 0, &nd);
-  const double addrD = info[1].As<Napi::Number>().DoubleValue();
+  const uint8_t* sp = reinterpret_cast<const uint8_t*>((uintptr_t)info[1].As<Napi::Number>().DoubleValue());
   const bool add = info[2].ToBoolean().Value();
-  int32_t* ctl = reinterpret_cast<int32_t*>(bytes_of(info, 3, &nc));
-  const int64_t ri = info[4].As<Napi::Number>().Int64Value(), ci = info[5].As<Napi::Number>().Int64Value();
-  const int32_t seq = info[6].As<Napi::Number>().Int32Value();
-  const int64_t ai = info[7].As<Napi::Number>().Int64Value();
-  const int64_t ints = (int64_t)(nc / 4);
-  if (ri < 0 || ri >= ints || ci < 0 || ci >= ints || ai < 0 || ai >= ints) range_error(info, "rawRead: control index out of range");
   const napi_typedarray_type t = info[0].As<Napi::TypedArray>().TypedArrayType();
   if (add && t != napi_float32_array && t != napi_float64_array) throw Napi::TypeError::New(info.Env(), "rawRead: add needs a Float32Array or Float64Array");
-  const uint8_t* sp = reinterpret_cast<const uint8_t*>((uintptr_t)addrD);
-  __atomic_fetch_add(&ctl[ri], 1, __ATOMIC_SEQ_CST);
-  const bool open = __atomic_load_n(&ctl[ci], __ATOMIC_SEQ_CST) < seq && __atomic_load_n(&ctl[ai], __ATOMIC_SEQ_CST) == 0;
-  if (open && nd > 0) {
+  const bool open = while_offered(info, 3, "rawRead", [&] {
+    if (nd == 0) return;
     if (!add) memcpy(dp, sp, nd);
     else if (t == napi_float32_array) add_into(reinterpret_cast<float*>(dp), reinterpret_cast<const float*>(sp), nd / 4);
     else add_into(reinterpret_cast<double*>(dp), reinterpret_cast<const double*>(sp), nd / 8);
-  }
-  __atomic_fetch_sub(&ctl[ri], 1, __ATOMIC_SEQ_CST);
+  });
   return Napi::Boolean::New(info.Env(), open);
 }
 
@@ -410,21 +418,12 @@ Napi::Value RawReadRows(const Info& info) {
   const int64_t n = info[4].As<Napi::Number>().Int64Value();
   const bool add = info[6].ToBoolean().Value();
   const size_t rb = row_bytes(info, t, info[5].As<Napi::Number>().Int64Value(), add);
-  size_t nd = 0, nc = 0;
+  size_t nd = 0;
   uint8_t* dp = bytes_of(info, 0, &nd);
   const int32_t* dr = row_side(info, 1, n, rb, nd, "dst");
   const int32_t* sr = row_side(info, 3, n, rb, SIZE_MAX, "src");
   const uint8_t* sp = reinterpret_cast<const uint8_t*>((uintptr_t)info[2].As<Napi::Number>().DoubleValue());
-  int32_t* ctl = reinterpret_cast<int32_t*>(bytes_of(info, 7, &nc));
-  const int64_t ri = info[8].As<Napi::Number>().Int64Value(), ci = info[9].As<Napi::Number>().Int64Value();
-  const int32_t seq = info[10].As<Napi::Number>().Int32Value();
-  const int64_t ai = info[11].As<Napi::Number>().Int64Value();
-  const int64_t ints = (int64_t)(nc / 4);
-  if (ri < 0 || ri >= ints || ci < 0 || ci >= ints || ai < 0 || ai >= ints) range_error(info, "rawReadRows: control index out of range");
-  __atomic_fetch_add(&ctl[ri], 1, __ATOMIC_SEQ_CST);
-  const bool open = __atomic_load_n(&ctl[ci], __ATOMIC_SEQ_CST) < seq && __atomic_load_n(&ctl[ai], __ATOMIC_SEQ_CST) == 0;
-  if (open) copy_rows(dp, dr, sp, sr, n, rb, add, t);
-  __atomic_fetch_sub(&ctl[ri], 1, __ATOMIC_SEQ_CST);
+  const bool open = while_offered(info, 7, "rawReadRows", [&] { copy_rows(dp, dr, sp, sr, n, rb, add, t); });
   return Napi::Boolean::New(info.Env(), open);
 }
 }  // namespace
