@@ -4,7 +4,6 @@
  */
 import type { Buf } from '../tensor/dtype.js';
 import { allocLike } from '../tensor/dtype.js';
-import type { Kernels } from '../kernels/types.js';
 import type { ProcessGroup, RowMap } from '../comm/types.js';
 
 /** Where a scratch pool gets memory: a group's zero-copy buffers (so its sends skip staging). */

@@ -38,13 +38,14 @@ export function setRowCopy(fn: RowCopy | null): void {
   rowImpl = fn;
 }
 
+/** Below this many bytes in all the JavaScript row loop is as fast as a native call. */
+const MIN_ROW_BYTES = 16 << 10;
+
 /** The installed row copy for large float (or, copying, any) rows, else the JavaScript loop. */
 export function bulkCopyRows(dst: CommBuf, dRows: Int32Array | null, src: CommBuf, sRows: Int32Array | null, n: number, row: number, add: boolean): void {
   const fast = rowImpl !== null && n * row * dst.BYTES_PER_ELEMENT >= MIN_ROW_BYTES && (!add || !(dst instanceof Int32Array));
   (fast ? rowImpl! : copyRowsJs)(dst, dRows, src, sRows, n, row, add);
 }
-/** Below this many bytes in all the JavaScript row loop is as fast as a native call. */
-const MIN_ROW_BYTES = 16 << 10;
 
 export type BulkAdd = (dst: Float32Array | Float64Array, src: Float32Array | Float64Array) => void;
 let addImpl: BulkAdd | null = null;

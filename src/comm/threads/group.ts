@@ -9,12 +9,12 @@
 import type { AxisName, CommArrays, CommBuf, CommDtype, ReduceOp } from '../types.js';
 import { CommAbortError, CommError } from '../errors.js';
 import { checkPairs, COMM_BPE, finishAvg, GroupBase, mismatchMessage, newCommArray, OPS, REDOPS, sameCall, sliceStart, type Call } from '../core.js';
-import { availableParallelism } from 'node:os';
 import { waitAsync } from './compat.js';
+import { AdaptiveSpin } from './spin.js';
 import { bulkAccumulate, bulkCopy, bulkCopyRows, rawAccess } from './copy.js';
 import { rowExtent } from '../rows.js';
 import { rawReadable, readableInPlace } from './placement.js';
-import { align, ArenaAlloc, F, FF, Layout } from './shm.js';
+import { align, ArenaAlloc, BPE, F, FF, Layout, view, type View } from './shm.js';
 
 /** What every group of one rank in one run shares. */
 export interface ThreadsCtx {
@@ -31,43 +31,11 @@ export interface ThreadsCtx {
   spinMs: number;
 }
 
-type View = Float32Array | Float64Array | Int32Array;
-const BPE = [0, 4, 8, 4];
-
-function view(sab: SharedArrayBuffer, dtype: number, off: number, bytes: number): View {
-  const n = bytes / BPE[dtype]!;
-  if (dtype === 1) return new Float32Array(sab, off, n);
-  if (dtype === 2) return new Float64Array(sab, off, n);
-  return new Int32Array(sab, off, n);
-}
-
-/**
- * How long a waiter polls the bell before sleeping (ms). Waking from Atomics.waitAsync costs
- * ~10–20 µs (a task on the event loop) and a call waits two or three times, while a peer on its
- * own core usually rings within microseconds. With more ranks than cores spinning would steal the
- * peer's core, so it is off; SEQPAR_COMM_SPIN_US overrides.
- */
-export function spinMs(ranks: number): number {
-  const env = process.env['SEQPAR_COMM_SPIN_US'];
-  if (env !== undefined && env !== '') return Number(env) / 1000;
-  return ranks <= availableParallelism() ? 0.05 : 0;
-}
-
-/** Polls i32[i] for up to `ms` milliseconds; true once it no longer equals `v`. */
-function spinFor(i32: Int32Array, i: number, v: number, ms: number): boolean {
-  if (ms <= 0) return false;
-  const end = performance.now() + ms;
-  do {
-    for (let k = 0; k < 64; k++) if (Atomics.load(i32, i) !== v) return true;
-  } while (performance.now() < end);
-  return false;
-}
-
 export class ThreadsGroup extends GroupBase {
   private tail: Promise<unknown> = Promise.resolve();
   /** The call being run (calls on a group are serialised), for the errors `until` raises. */
   private cur: { op: Call['op']; seq: number } = { op: 'barrier', seq: -1 };
-  private spinBudget: number;
+  private readonly spinner: AdaptiveSpin;
   protected override readonly movesRows = true;
 
   constructor(
@@ -79,7 +47,7 @@ export class ThreadsGroup extends GroupBase {
     worldRank: number,
   ) {
     super(axis, rank, ranks, worldRank);
-    this.spinBudget = ctx.spinMs;
+    this.spinner = new AdaptiveSpin(ctx.spinMs);
   }
 
   override allocBuffer<T extends CommDtype>(dtype: T, n: number): CommArrays[T] {
@@ -110,19 +78,6 @@ export class ThreadsGroup extends GroupBase {
     return Atomics.load(this.ctx.i32, this.ctx.layout.i(this.gid, m, f));
   }
 
-  /**
-   * Polls the bell before sleeping, adaptively: the budget halves after a poll that saw nothing
-   * (a peer sharing our core cannot ring while we spin) and doubles back up to ctx.spinMs after
-   * one that did. Returns true when the bell moved.
-   */
-  private spin(i32: Int32Array, bell: number, b: number): boolean {
-    const max = this.ctx.spinMs;
-    if (max <= 0) return false;
-    const rang = spinFor(i32, bell, b, this.spinBudget);
-    this.spinBudget = rang ? Math.min(max, this.spinBudget * 2) : Math.max(max / 64, this.spinBudget / 2);
-    return rang;
-  }
-
   /** Sleeps on the bell until `ready` holds; `problem` may report an error early (mismatch, exit). */
   private async until(ready: () => boolean, problem: () => string | null, timeoutMsg: () => string): Promise<void> {
     const { i32, layout, timeoutMs } = this.ctx;
@@ -140,7 +95,7 @@ export class ThreadsGroup extends GroupBase {
       if (bad) throw new CommError(bad, this.cur.op, this.cur.seq, this.axis);
       const left = deadline - performance.now();
       if (left <= 0) throw new CommError(timeoutMsg(), this.cur.op, this.cur.seq, this.axis);
-      if (this.spin(i32, bell, b)) continue;
+      if (this.spinner.spin(i32, bell, b)) continue;
       const w = waitAsync(i32, bell, b, Number.isFinite(left) ? left : undefined);
       if (w.async) await w.value;
     }

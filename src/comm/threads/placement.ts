@@ -26,7 +26,8 @@ export function readableInPlace(c: Call, arena: SharedArrayBuffer): boolean {
 /**
  * Peers can read the send buffer by address (ordinary memory): with the addon's raw reads
  * installed, for a buffer large enough to be off the V8 heap, and for reductions only sums of
- * floats (rawRead copies or adds); for allToAllRows, with the row reads installed (adds: floats). Returns the raw access to publish the address with, or null.
+ * floats (rawRead copies or adds); for allToAllRows, only with the row reads installed (and,
+ * for sums, floats). Returns the raw access to publish the address with, or null.
  */
 export function rawReadable(c: Call): RawAccess | null {
   const r = rawAccessFor(c.bytes);

@@ -74,6 +74,16 @@ export class Layout {
   }
 }
 
+/** Typed view of `bytes` bytes at `off` of an arena, by the descriptors' dtype code (core.ts DTYPES). */
+export type View = Float32Array | Float64Array | Int32Array;
+export const BPE = [0, 4, 8, 4];
+export function view(sab: SharedArrayBuffer, dtype: number, off: number, bytes: number): View {
+  const n = bytes / BPE[dtype]!;
+  if (dtype === 1) return new Float32Array(sab, off, n);
+  if (dtype === 2) return new Float64Array(sab, off, n);
+  return new Int32Array(sab, off, n);
+}
+
 export function newArena(): SharedArrayBuffer {
   return growableSab(ARENA_INITIAL_BYTES, ARENA_MAX_BYTES);
 }

@@ -6,7 +6,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { errorInfo } from '../errors.js';
 import { loadEntry } from '../entry.js';
-import { spinMs, type ThreadsCtx } from './group.js';
+import type { ThreadsCtx } from './group.js';
+import { spinMs } from './spin.js';
 import { announceExit, ThreadsWorld } from './world.js';
 import { ArenaAlloc, Layout } from './shm.js';
 import type { RunMsg, ReplyMsg } from './launcher.js';
