@@ -32,6 +32,11 @@ export interface SpStepArgs {
   /** Untimed steps before the timed ones (0: the first step is timed, for sizes where a step takes minutes). */
   warmup: number;
   backend: 'auto' | 'js' | 'native';
+  /**
+   * Every rank runs the whole one-rank step on its own (sp = 1, no collective but the timing
+   * barrier): P independent copies at once, for the host's concurrent ceiling.
+   */
+  alone?: boolean;
 }
 
 export interface SpStepResult {
@@ -47,7 +52,10 @@ export interface SpStepResult {
 /** Runs on every rank (exported by name for the threads transport). */
 export async function spStepEntry(world: World, a: SpStepArgs): Promise<SpStepResult> {
   prepareRankThread(world);
-  const mesh = DeviceMesh.create({ dp: 1, sp: a.sp, tp: 1, ulysses: a.ulysses, ring: a.sp / a.ulysses }, world);
+  const mesh = a.alone
+    ? DeviceMesh.create({ dp: world.size, sp: 1, tp: 1, ulysses: 1, ring: 1 }, world)
+    : DeviceMesh.create({ dp: 1, sp: a.sp, tp: 1, ulysses: a.ulysses, ring: a.sp / a.ulysses }, world);
+  const shared = world.size > 1 && !a.alone;  // ranks that hold one sequence between them
   const { kernels } = selectKernels(a.backend);
   const attn = createAttention(a.scheme, { sp: mesh.group('sp'), ulysses: mesh.group('ulysses'), ring: mesh.group('ring') }, kernels, { S: a.N });
   const pos = attn.layout.positions(mesh.group('sp').rank);
@@ -64,9 +72,9 @@ export async function spStepEntry(world: World, a: SpStepArgs): Promise<SpStepRe
     model.grads.fill(0);
     const r = await model.forward({ tokens, targets, pos, S: a.N, attn });
     await model.backward(1 / a.N);
-    if (world.size > 1) await world.group.allReduce(model.grads, 'sum');
+    if (shared) await world.group.allReduce(model.grads, 'sum');
     const loss = new Float64Array([r.lossSum]);
-    if (world.size > 1) await world.group.allReduce(loss, 'sum');
+    if (shared) await world.group.allReduce(loss, 'sum');
     opt.update(kernels, model.params, model.grads, 1e-4);
     return loss[0]! / a.N;
   };
@@ -117,6 +125,20 @@ export async function coreScaling(): Promise<number> {
   return (two[0]! + two[1]!) / one!;
 }
 
+/**
+ * How much of P cores this shared machine gives a training step right now: P independent copies
+ * of the one-rank step at once (P pinned worker threads, no communication) against one copy
+ * timed just before, as throughput: P x (one copy's step) / (the slowest copy's step when all run),
+ * from the medians. 2.0 on two idle cores; memory-bandwidth and cache contention from neighbours
+ * lower it, which the FMA-only coreScaling does not see. A scheme's speedup over one rank cannot
+ * be expected to exceed it.
+ */
+export async function stepCeiling(P: number, N: number, oneSec: number, reps: number, warmup: number, backend: SpStepArgs['backend']): Promise<number> {
+  const args: SpStepArgs = { scheme: 'local', sp: 1, ulysses: 1, N, reps, warmup, backend, alone: true };
+  const res = await runRanks<SpStepResult>(P, { module: new URL(import.meta.url), fn: 'spStepEntry', args }, { transport: 'threads', timeoutMs: 0 });
+  return (P * oneSec) / median(res[0]!.stepSecs);
+}
+
 export interface SpTrainBenchOptions {
   Ns?: number[];
   Ps?: number[];
@@ -141,6 +163,11 @@ export interface SpTrainBenchOptions {
    * round's numbers go into the row. More than 1 implies baseline 'each'.
    */
   rounds?: number;
+  /**
+   * Time P independent one-rank steps at once in every round (stepCeiling), and report each
+   * scheme's speedup against that ceiling too. Default: on when rounds > 1 (not in smoke mode).
+   */
+  ceiling?: boolean;
   log?: (s: string) => void;
 }
 
@@ -175,7 +202,8 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
         }
         const rounds = o.rounds ?? 1;
         const each = rounds > 1 || o.baseline === 'each';
-        const perRound: { baseSec: number; stepSecs: number[]; scaling?: number }[] = [];
+        const withCeiling = o.ceiling ?? (rounds > 1 && !o.smoke);
+        const perRound: { baseSec: number; stepSecs: number[]; scaling?: number; ceiling?: number }[] = [];
         let res: SpStepResult[] = [];
         let rel = 0;
         for (let round = 0; round < rounds; round++) {
@@ -184,7 +212,8 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
           res = await runRanks<SpStepResult>(P, entry({ scheme: s.scheme, sp: P, ulysses: u, N, reps, warmup, backend }), { transport: 'threads', timeoutMs: 0 });
           rel = Math.max(rel, Math.abs(res[0]!.firstLoss - base.firstLoss) / Math.abs(base.firstLoss));
           if (!(rel < 1e-4)) throw new Error(`sp bench check: ${s.scheme} P=${P} N=${N} first loss ${res[0]!.firstLoss} != single-rank ${base.firstLoss}`);
-          perRound.push({ baseSec: roundBaseSec, stepSecs: res[0]!.stepSecs, scaling });
+          const ceiling = withCeiling ? await stepCeiling(P, N, roundBaseSec, reps, warmup, backend) : undefined;
+          perRound.push({ baseSec: roundBaseSec, stepSecs: res[0]!.stepSecs, scaling, ceiling });
         }
         const roundSpeedups = perRound.map((x) => x.baseSec / median(x.stepSecs));
         const sec = median(perRound.map((x) => median(x.stepSecs)));
@@ -192,6 +221,9 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
         const baseSec = median(perRound.map((x) => x.baseSec));
         const scalings = perRound.map((x) => x.scaling).filter((x): x is number => x !== undefined);
         const scaling = scalings.length > 0 ? Math.min(...scalings) : undefined;
+        // speedup over the ceiling of the same round: the fraction of what the host gave P copies
+        const ceilings = perRound.map((x) => x.ceiling).filter((x): x is number => x !== undefined);
+        const ofCeiling = withCeiling ? median(roundSpeedups.map((x, i) => x / perRound[i]!.ceiling!)) : undefined;
         const peak = Math.max(...res.map((r) => r.peakBytes + r.scratchBytes));
         const comm = res.reduce<Record<string, number>>((acc, r) => {
           for (const [k, v] of Object.entries(r.commBytes)) acc[k] = Math.max(acc[k] ?? 0, v);
@@ -204,6 +236,7 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
           speedup, baselineSec: baseSec, baseline: each ? 'each' : 'once', rounds,
           roundSpeedups: rounds > 1 ? roundSpeedups : undefined, roundBaselineSec: rounds > 1 ? perRound.map((x) => x.baseSec) : undefined,
           roundCoreScaling: rounds > 1 ? scalings : undefined,
+          roundStepCeiling: withCeiling ? ceilings : undefined, stepCeiling: withCeiling ? median(ceilings) : undefined, speedupOfCeiling: ofCeiling,
           peakBytes: peak, baselinePeakBytes: base.peakBytes + base.scratchBytes,
           commBytesPerRankPerStep: comm, predictedAttnCommBytesPerLayer: predicted, layers: REFERENCE_MODEL.layers,
           firstLossRelErr: rel, backend: res[0]!.backend, cores: cpus().length, coreScaling: scaling, smoke: !!o.smoke,
@@ -211,7 +244,7 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
         rows.push(row);
         // Appended as each case finishes, so an interrupted sweep keeps what it measured.
         if (!o.smoke) appendResult('sp-train', row);
-        log(`  ${s.scheme.padEnd(9)} P=${P}: ${sec.toFixed(3)} s/step, ×${speedup.toFixed(2)}${rounds > 1 ? ` (median of ${rounds} interleaved rounds: ${roundSpeedups.map((x) => x.toFixed(2)).join(', ')}; one rank ${baseSec.toFixed(3)} s)` : each ? ` (one rank just before: ${baseSec.toFixed(3)} s)` : ''}, peak/rank ${(peak / 2 ** 20).toFixed(1)} MiB${scaling !== undefined ? `, 2-core FMA scaling ${rounds > 1 ? 'min ' : ''}${scaling.toFixed(2)}` : ''}`);
+        log(`  ${s.scheme.padEnd(9)} P=${P}: ${sec.toFixed(3)} s/step, ×${speedup.toFixed(2)}${rounds > 1 ? ` (median of ${rounds} interleaved rounds: ${roundSpeedups.map((x) => x.toFixed(2)).join(', ')}; one rank ${baseSec.toFixed(3)} s)` : each ? ` (one rank just before: ${baseSec.toFixed(3)} s)` : ''}, peak/rank ${(peak / 2 ** 20).toFixed(1)} MiB${scaling !== undefined ? `, 2-core FMA scaling ${rounds > 1 ? 'min ' : ''}${scaling.toFixed(2)}` : ''}${ofCeiling !== undefined ? `; ${P} independent one-rank steps at once: ×${median(ceilings).toFixed(2)} (rounds ${ceilings.map((x) => x.toFixed(2)).join(', ')}), so ${(100 * ofCeiling).toFixed(0)} % of that ceiling` : ''}`);
       }
     }
   }

@@ -20,7 +20,9 @@ Themes
                           (--warmup 0 times the first step: for N = 64K, where a step takes minutes;
                           --baseline each re-times the one-rank step before every scheme;
                           --rounds R alternates one-rank and P-rank runs R times per scheme and
-                          reports the median ratio)
+                          reports the median ratio; --ceiling on|off, on by default with
+                          rounds, also times P independent one-rank steps at once in each round:
+                          the host's ceiling for the speedup right now)
   sp-attn [--n 4096,16384] [--p 2,4]
                           the attention layer alone (forward + backward) per scheme
 `;
@@ -41,7 +43,7 @@ function intList(argv: string[], name: string): number[] | undefined {
   return xs;
 }
 
-const KNOWN = new Set(['--smoke', '--threads', '--backend', '--n', '--p', '--schemes', '--reps', '--warmup', '--baseline', '--rounds', '--help']);
+const KNOWN = new Set(['--smoke', '--threads', '--backend', '--n', '--p', '--schemes', '--reps', '--warmup', '--baseline', '--rounds', '--ceiling', '--help']);
 
 export async function runBenchCommand(argv: string[]): Promise<number> {
   const [theme, ...rest] = argv;
@@ -111,7 +113,9 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
         const baseline = flagValue(rest, '--baseline');
         if (baseline !== undefined && baseline !== 'once' && baseline !== 'each') throw new UsageError(`--baseline ${baseline}: must be once or each`);
         const rounds = intList(rest, '--rounds')?.[0];
-        await runSpTrainBench({ smoke, Ns: intList(rest, '--n'), Ps: intList(rest, '--p'), schemes, reps: intList(rest, '--reps')?.[0], warmup: warmup === undefined ? undefined : Number(warmup), baseline, rounds, log });
+        const ceiling = flagValue(rest, '--ceiling');
+        if (ceiling !== undefined && ceiling !== 'on' && ceiling !== 'off') throw new UsageError(`--ceiling ${ceiling}: must be on or off`);
+        await runSpTrainBench({ smoke, Ns: intList(rest, '--n'), Ps: intList(rest, '--p'), schemes, reps: intList(rest, '--reps')?.[0], warmup: warmup === undefined ? undefined : Number(warmup), baseline, rounds, ceiling: ceiling === undefined ? undefined : ceiling === 'on', log });
         return 0;
       }
       case 'sp-attn': {

@@ -13,13 +13,21 @@ describe('benchmarks (smoke mode)', () => {
       assert.equal(r.status, 0, `seqpar bench ${theme} --smoke failed:\n${r.stderr}`);
     });
   }
-  it('bench sp --rounds interleaves one-rank and P-rank runs and reports each round', () => {
-    const r = spawnSync(process.execPath, [CLI, 'bench', 'sp', '--smoke', '--schemes', 'zigzag', '--rounds', '2'], { encoding: 'utf8', timeout: 180_000 });
+  it('bench sp --rounds interleaves one-rank and P-rank runs and reports each round and its ceiling', () => {
+    const r = spawnSync(process.execPath, [CLI, 'bench', 'sp', '--smoke', '--schemes', 'zigzag', '--rounds', '2', '--ceiling', 'on'], { encoding: 'utf8', timeout: 180_000 });
     assert.equal(r.status, 0, r.stderr);
     // the reported speedup is the median (for two: the mean) of the two rounds' ratios it lists
     const m = /zigzag +P=2: [0-9.]+ s\/step, ×([0-9.]+) \(median of 2 interleaved rounds: ([0-9.]+), ([0-9.]+);/.exec(r.stderr);
     assert.ok(m, r.stderr);
     assert.ok(Math.abs(Number(m[1]) - (Number(m[2]) + Number(m[3])) / 2) <= 0.011, m[0]);
+    // the ceiling of each round (2 independent one-rank steps at once), and the speedup's fraction
+    // of it: the mean of the two rounds' speedup / ceiling
+    const c = /2 independent one-rank steps at once: ×([0-9.]+) \(rounds ([0-9.]+), ([0-9.]+)\), so ([0-9]+) % of that ceiling/.exec(r.stderr);
+    assert.ok(c, r.stderr);
+    const [c1, c2] = [Number(c[2]), Number(c[3])];
+    assert.ok(c1 > 0 && c2 > 0 && Number.isFinite(c1) && Number.isFinite(c2), c[0]);
+    const frac = 100 * (Number(m[2]) / c1 + Number(m[3]) / c2) / 2;
+    assert.ok(Math.abs(Number(c[4]) - frac) <= 0.02 * frac + 1, `${c[0]} vs ${frac.toFixed(1)}`);
   });
   it('prints the usage for --help after a theme instead of running it', () => {
     for (const theme of ['sp', 'kernels']) {
@@ -30,7 +38,7 @@ describe('benchmarks (smoke mode)', () => {
     }
   });
   it('rejects an unknown theme and an unknown flag with exit 2', () => {
-    for (const args of [['bench', 'nope'], ['bench', 'sp', '--bogus'], ['bench', 'sp', '--rounds', '0']]) {
+    for (const args of [['bench', 'nope'], ['bench', 'sp', '--bogus'], ['bench', 'sp', '--rounds', '0'], ['bench', 'sp', '--ceiling', 'maybe']]) {
       const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
       assert.equal(r.status, 2);
       assert.equal(r.stderr.trim().split('\n').length, 1);
