@@ -128,6 +128,76 @@ static void sdp_block(int64_t br, int64_t D, const float* Q, const float* dO, in
   }
 }
 
+// Partial tile (masked): row block b (rows b*kSR ..) computes only its first kl[b] keys (a
+// multiple of W, live_prefix); its P and dS' past them are zero, and written as zeros so that the
+// dV/dK products below may read any row they do not skip.
+static void sdp_block_live(int64_t br, int64_t D, const float* Q, const float* dO, int64_t Dp, const float* KT,
+                           const float* VT, float* S, float* dP, const float* nl, const float* dl, const float* kpf,
+                           const float* lo, const float* hi, const int64_t* kl) {
+  for (int64_t r = 0; r < br; r += kSR) {
+    const int mr = (int)imin(kSR, br - r);
+    const int64_t live = kl[r / kSR];
+    const float *q = Q + r * Dp, *o = dO + r * Dp, *n = nl + r, *d = dl + r, *l = lo + r, *h = hi + r;
+    int64_t c = 0;
+    for (; c + 2 * W <= live; c += 2 * W) {
+      float *sr = S + r * BC + c, *pr = dP + r * BC + c;
+      if (mr == kSR) sdp_tile<kSR, 2, true>(D, q, o, Dp, KT + c, VT + c, sr, pr, n, d, kpf + c, l, h);
+      else sdp_rows<2, true>(mr, D, q, o, Dp, KT + c, VT + c, sr, pr, n, d, kpf + c, l, h);
+    }
+    if (c < live) sdp_rows<1, true>(mr, D, q, o, Dp, KT + c, VT + c, S + r * BC + c, dP + r * BC + c, n, d, kpf + c, l, h);
+    for (int64_t rr = r; rr < r + mr && live < BC; rr++) {
+      memset(S + rr * BC + live, 0, sizeof(float) * (BC - live));
+      memset(dP + rr * BC + live, 0, sizeof(float) * (BC - live));
+    }
+  }
+}
+
+// Partial tile (the causal diagonal) where some row block's live keys end before the tile does;
+// returns false, and does nothing, when none does (the caller then runs the whole masked tile).
+// Each row block computes only up to its last live key (live_prefix), and every product skips what
+// is exactly zero: key block kc (keys kc .. kc + kMR) sums only the rows from the first row block
+// whose live prefix reaches past kc, since no row before it may attend any of those keys (key
+// blocks with the same first row run as one taller product). The skipped terms are zeros, so the
+// sums are unchanged. Out of line: inlined into bwd_item, it changed how the full-tile path
+// compiled (15-20 % slower).
+static __attribute__((noinline)) bool bwd_live(const BwdCtx& c, int64_t t0, int64_t br, int64_t row0, const float* Q,
+                                               const float* dO, const float* KT, const float* VT, const float* Kr,
+                                               float* dK, float* dV, float* S, float* dP, const float* kpf,
+                                               const float* loF, const float* hiF, float* dQw) {
+  const AttnArgs& a = *c.a;
+  const int64_t D = a.D, Dp = c.Dp;
+  int64_t kl[BR / kSR + 1];  // live keys per row block
+  live_prefix(c.mask, a.qPos + t0, br, kSR, kpf, BC, W, kl);
+  bool all = true;  // every row block live to the end: nothing to skip, the caller's whole tile
+  for (int64_t r = 0; r < br; r += kSR) all = all && kl[r / kSR] == BC;
+  if (all) return false;
+  sdp_block_live(br, D, Q, dO, Dp, KT, VT, S, dP, c.nl + row0, c.dl + row0, kpf, loF, hiF, kl);
+  // first row (a multiple of kSR) whose block's live prefix reaches past key kc
+  const auto firstRow = [&](int64_t kc) {
+    int64_t rs = 0;
+    while (rs < br && kl[rs / kSR] <= kc) rs += kSR;
+    return rs;
+  };
+  // consecutive key blocks with the same first row go in one product (taller tiles)
+  for (int64_t kc = 0; kc < BC;) {
+    const int64_t rs = firstRow(kc);
+    int64_t ke = kc + kMR;
+    while (ke < BC && firstRow(ke) == rs) ke += kMR;
+    const int64_t m = imin(ke, BC) - kc;
+    if (rs < br) {
+      tile_block<true, false>(m, Dp, br - rs, S + rs * BC + kc, BC, 1, dO + rs * Dp, Dp, dV + kc * Dp, Dp, nullptr);
+      tile_block<true, false>(m, Dp, br - rs, dP + rs * BC + kc, BC, 1, Q + rs * Dp, Dp, dK + kc * Dp, Dp, nullptr);
+    }
+    kc = ke;
+  }
+  for (int64_t r = 0; r < br; r += kSR) {
+    const int64_t mr = imin(kSR, br - r);
+    if (kl[r / kSR] > 0)
+      tile_block<true, false>(mr, Dp, kl[r / kSR], dP + r * BC, 1, BC, Kr, Dp, dQw + (row0 + r) * Dp, Dp, nullptr);
+  }
+  return true;
+}
+
 static void bwd_item(void* vctx, int64_t jt, int worker) {
   const BwdCtx& c = *(const BwdCtx*)vctx;
   const AttnArgs& a = *c.a;
@@ -177,6 +247,7 @@ static void bwd_item(void* vctx, int64_t jt, int worker) {
           vstore_n(loF + r, lo, 1);
           vstore_n(hiF + r, hi, 1);
         }
+        if (bwd_live(c, t0, br, row0, Q, dO, KT, VT, Kr, dK, dV, S, dP, kpf, loF, hiF, dQw)) continue;
         sdp_block<true>(br, D, Q, dO, Dp, KT, VT, S, dP, c.nl + row0, c.dl + row0, kpf, loF, hiF);
       }
       // dV[c][:] += sum_r P[r][c] dO[r][:];  dK[c][:] += sum_r dS[r][c] Q[r][:]

@@ -119,6 +119,35 @@ static inline void mask_bounds(const Mask& m, int64_t qp, vf* lo, vf* hi) {
   *hi = vset1(qp < 0 ? -1.0f : Mask::clampf(m.hi(qp)));
 }
 
+// Keys of a partial tile that some row of each row block may attend: for the row blocks of rb
+// rows (rows b*rb .. b*rb + rb of the br), kl[b] = the shortest prefix (a multiple of `align`,
+// at most `cols`) of the tile's keys (positions kpf, as floats, -1 = padding) holding every key
+// some row of the block may attend. On the causal diagonal this skips the keys past the block's
+// last query. Any position order works: the prefix is conservative.
+static inline void live_prefix(const Mask& mask, const int32_t* qpos, int64_t br, int64_t rb, const float* kpf,
+                               int64_t cols, int64_t align, int64_t* kl) {
+  alignas(64) float iota[W];
+  for (int i = 0; i < W; i++) iota[i] = (float)i;
+  const vf vi = vload(iota), zero = vzero();
+  for (int64_t r0 = 0; r0 < br; r0 += rb) {
+    float lo = 2.0f, hi = -2.0f;  // union of the rows' allowed intervals (empty for padded rows)
+    for (int64_t r = r0; r < imin(br, r0 + rb); r++) {
+      if (qpos[r] < 0) continue;
+      lo = fminf(lo, Mask::clampf(mask.lo(qpos[r])));
+      hi = fmaxf(hi, Mask::clampf(mask.hi(qpos[r])));
+    }
+    // last allowed key index: max over the tile of (allowed ? index : -1), a vector at a time
+    const vf vlo = vset1(lo), vhi = vset1(hi);
+    vf last = vset1(-1.0f);
+    for (int64_t c = 0; c < cols; c += W) {
+      const vf kp = vload(kpf + c);
+      const vm ok = mand(mand(vge(kp, zero), vge(kp, vlo)), vle(kp, vhi));
+      last = vmax(last, vsel(ok, vadd(vi, vset1((float)c)), vset1(-1.0f)));
+    }
+    kl[r0 / rb] = imin(cols, round_up((int64_t)vhmax(last) + 1, align));
+  }
+}
+
 // Key tile of head (b, g) transposed: dst[d][c] = k[b, s0 + c, g, d] for a tile of bc keys, zero
 // for c >= cnt.
 static inline void pack_kt(float* dst, const float* src, int64_t rowStride, int64_t cnt, int64_t D, int64_t bc) {

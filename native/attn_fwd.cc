@@ -129,32 +129,6 @@ static void qk_block(int64_t br, int64_t D, const float* Q, const float* KT, flo
   }
 }
 
-// Keys of a partial tile that some row of each row block may attend: kl[b] = the shortest prefix
-// (a multiple of 2W) of the tile holding every such key of rows b*kMR .. b*kMR + kMR. On the causal
-// diagonal this skips the keys past the block's last query in QK, softmax and PV.
-static void live_prefix(const Mask& mask, const int32_t* qpos, int64_t br, const float* kpf, int64_t* kl) {
-  alignas(64) float iota[W];
-  for (int i = 0; i < W; i++) iota[i] = (float)i;
-  const vf vi = vload(iota), zero = vzero();
-  for (int64_t r0 = 0; r0 < br; r0 += kMR) {
-    float lo = 2.0f, hi = -2.0f;  // union of the rows' allowed intervals (empty for padded rows)
-    for (int64_t r = r0; r < imin(br, r0 + kMR); r++) {
-      if (qpos[r] < 0) continue;
-      lo = fminf(lo, Mask::clampf(mask.lo(qpos[r])));
-      hi = fmaxf(hi, Mask::clampf(mask.hi(qpos[r])));
-    }
-    // last allowed key index: max over the tile of (allowed ? index : -1), a vector at a time
-    const vf vlo = vset1(lo), vhi = vset1(hi);
-    vf last = vset1(-1.0f);
-    for (int64_t c = 0; c < BCF; c += W) {
-      const vf kp = vload(kpf + c);
-      const vm ok = mand(mand(vge(kp, zero), vge(kp, vlo)), vle(kp, vhi));
-      last = vmax(last, vsel(ok, vadd(vi, vset1((float)c)), vset1(-1.0f)));
-    }
-    kl[r0 / kMR] = round_up((int64_t)vhmax(last) + 1, 2 * W);
-  }
-}
-
 // Scores are kept in log2 units: the query tile is packed pre-multiplied by scale*log2(e), so
 // P = 2^(S - m) needs one subtraction per score, and m, the running max, is in log2 units too.
 static void fwd_item(void* vctx, int64_t item, int) {
@@ -176,7 +150,7 @@ static void fwd_item(void* vctx, int64_t item, int) {
   float* Lv = Mv + BRF * W;
   alignas(64) float m[BRF], l[BRF], mx[BRF], alpha[BRF];
   alignas(64) float rowLo[BRF], rowHi[BRF];  // each query's allowed key interval (partial tiles)
-  int64_t kl[BRF / kMR + 1];  // live keys per row block of the current tile
+  int64_t kl[BRF / kMR + 1];  // live keys per row block of the current tile (live_prefix)
   bool touched[BRF];
   bool started = false;  // Acc/m/l initialised lazily: fully skipped tiles cost nothing
 
@@ -219,7 +193,7 @@ static void fwd_item(void* vctx, int64_t item, int) {
     if (kind == kFull) {
       for (int64_t b = 0; b * kMR < br; b++) kl[b] = BCF;
     } else {
-      live_prefix(c.mask, qpos, br, kpf, kl);
+      live_prefix(c.mask, qpos, br, kMR, kpf, BCF, 2 * W, kl);
     }
     // S = (c Q) K^T: A(k=d, r) = Qs[r*D + d], B = K^T tile [D][BCF]
     // (masked to -inf in the registers on partial tiles)
