@@ -239,21 +239,29 @@ constexpr int MR5 = 6, NV5 = 4, NR5 = NV5 * W;
 #endif
 constexpr int64_t KC5 = SP_KC5, NC5 = SP_NC5;
 // Column-major A (dW = dOut^T x: each k is another token row of dOut, M floats apart) is packed
-// per MC5-row block into 6-row panels, since reading it in place touches one page per k.
+// per MC5-row block into 6-row panels, since reading it in place touches one page per k. Those
+// GEMMs take k in steps of KCA5 = 256, not KC5: the B block then holds twice the columns, so A is
+// packed half as often when n > NC5 (fc2's dW, [256 x 1024] over 2-4K tokens: 5-8 % faster; the
+// model's other dW shapes 0-3 %; A/B in one process against KC5).
 constexpr int64_t MC5 = 96;
+#ifndef SP_KCA5
+#define SP_KCA5 256
+#endif
+constexpr int64_t KCA5 = SP_KCA5;
 static void gemm_avx512(const GemmArgs& g) {
   alignas(64) float tmp[MR5 * NR5];
   // The B block holds KC5 x NC5 floats (512 KiB); a shorter k (forward and dx at width 192-768)
   // fits that many more columns, so each 6-row A panel serves more of them per visit.
-  const int64_t kc0 = imin(KC5, g.k);
+  const bool packA5 = g.ars == 1 && g.acs != 1;
+  const int64_t kcs = packA5 ? KCA5 : KC5;  // k step
+  const int64_t kc0 = imin(kcs, g.k);
   const int64_t ncb = imax(NC5, (KC5 * NC5 / kc0) / NR5 * NR5);
   float* bufB = sp_scratch(1, (size_t)(kc0 * round_up(imin(ncb, g.n), NR5)));
-  const bool packA5 = g.ars == 1 && g.acs != 1;
-  float* bufA = packA5 ? sp_scratch(0, (size_t)(MC5 * KC5)) : nullptr;
+  float* bufA = packA5 ? sp_scratch(0, (size_t)(MC5 * kcs)) : nullptr;
   for (int64_t jc = 0; jc < g.n; jc += ncb) {
     const int64_t nc = imin(ncb, g.n - jc);
-    for (int64_t pc = 0; pc < g.k; pc += KC5) {
-      const int64_t kc = imin(KC5, g.k - pc);
+    for (int64_t pc = 0; pc < g.k; pc += kcs) {
+      const int64_t kc = imin(kcs, g.k - pc);
       const bool acc = g.accumulate || pc > 0;
       packB_w<NR5>(bufB, g, pc, kc, jc, nc);
       for (int64_t ic = 0; ic < g.m; ic += MC5) {

@@ -24,6 +24,7 @@ const MM_SIZES: [number, number, number][] = [
   [200, 531, 258],
   [520, 70, 130], // dW's k (= N) crosses 512; 130 columns: two full 64-wide panels and a tail
   [40, 100, 1400], // short k widens the B block (1280 columns at k = 100): M crosses it with a tail
+  [300, 600, 70], // dW (packed column-major A, k in steps of 256): k = 300 has a tail of 44, n = 600 crosses the 512-wide B block
 ];
 
 for (const isa of isas) {
