@@ -228,8 +228,8 @@ static void gemm_short_k(const GemmArgs& g) {
 // AVX-512 (32 zmm): a 6 x 64 tile (24 accumulators, 4 vector loads + 6 broadcasts per k; 95 % of
 // the FMA peak from L1/L2 on Ice Lake, against 86 % for the 12 x 32 tile, whose 12 broadcasts per
 // k crowd the two vector ports). Loop order jc -> pc (pack the KC x NC block of B: 512 KiB, L2)
-// -> ir (6 rows of A read in place: 6 KiB, stays in L1 across the column panels) -> jr -> tile.
-// A is never packed (either layout is a plain stride), so a GEMM touches A once per (jc, pc).
+// -> ic (96-row blocks) -> ir (6 rows of A: 6 KiB, stays in L1 across the column panels) -> jr
+// -> tile. Row-major A is read in place; column-major A is packed per ic block (below).
 constexpr int MR5 = 6, NV5 = 4, NR5 = NV5 * W;
 #ifndef SP_KC5
 #define SP_KC5 512
@@ -242,7 +242,7 @@ constexpr int64_t KC5 = SP_KC5, NC5 = SP_NC5;
 // per MC5-row block into 6-row panels, since reading it in place touches one page per k. Those
 // GEMMs take k in steps of KCA5 = 256, not KC5: the B block then holds twice the columns, so A is
 // packed half as often when n > NC5 (fc2's dW, [256 x 1024] over 2-4K tokens: 5-8 % faster; the
-// model's other dW shapes 0-3 %; A/B in one process against KC5).
+// model's other dW shapes from 0.5 % slower to 3 % faster; A/B in one process against KC5).
 constexpr int64_t MC5 = 96;
 #ifndef SP_KCA5
 #define SP_KCA5 256
