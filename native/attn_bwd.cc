@@ -7,7 +7,7 @@
 //   dV += P^T dO,  dK' += dS'^T (c Q)  (tile accumulators [BC][Dp]; dk += ln2 * dK' once per item)
 //   dQ' += dS' K                       (per-worker [hg][Tq][Dp] buffers; dq += scale * dQ' at the end)
 // Five GEMMs of BR x BC x D per tile pair = 10 * Tq * Tk * D FLOPs per head.
-#include "attn_common.h"
+#include "attn_bwd_tiles.h"
 
 namespace SP_NS {
 
@@ -24,133 +24,6 @@ struct BwdCtx {
   const PosStats* qst;              // [nQT]
   float* dQw;                       // [workers][hg][Tq][Dp]
 };
-
-// Rows per fused S/dP tile: two accumulator sets of kSR x 2 vectors (AVX2: 12 of 16 ymm).
-#if defined(__AVX512F__)
-constexpr int kSR = 6;
-#elif defined(__AVX2__)
-constexpr int kSR = 3;
-#else
-constexpr int kSR = 2;
-#endif
-
-// For MR query rows and NV*W keys: S = Q K^T and dP = dO V^T (K = D, Q/dO rows of stride Dp,
-// K^T/V^T tiles of row stride BC) stay in registers; then P = 2^(S + nl) (masked to 0 outside
-// [lo, hi] when MASK) and dS' = P (dP - dl) are stored (row stride BC).
-template <int MR, int NV, bool MASK>
-static inline void sdp_tile(int64_t D, const float* __restrict Q, const float* __restrict dO, int64_t Dp,
-                            const float* __restrict KT, const float* __restrict VT, float* __restrict S,
-                            float* __restrict dP, const float* nl, const float* dl, const float* kpf,
-                            const float* lo, const float* hi) {
-  // dP starts at -dl: dP - dl comes out of the loop directly. (S does not start at nl: with a large
-  // |lse| every step would round at that magnitude instead of once.)
-  vf s[MR][NV], p[MR][NV];
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; r++)
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) {
-      s[r][j] = vzero();
-      p[r][j] = vset1(-dl[r]);
-    }
-#pragma GCC unroll 2
-  for (int64_t k = 0; k < D; k++) {
-    vf b[NV];
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) b[j] = vload(KT + k * BC + j * W);
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; r++) {
-      const vf av = vset1(Q[r * Dp + k]);
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; j++) s[r][j] = vfma(av, b[j], s[r][j]);
-    }
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) b[j] = vload(VT + k * BC + j * W);
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; r++) {
-      const vf av = vset1(dO[r * Dp + k]);
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; j++) p[r][j] = vfma(av, b[j], p[r][j]);
-    }
-  }
-  const vf ninf = vset1(kNegInf);
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; r++) {
-    const vf vn = vset1(nl[r]);
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) {
-      vf x = vadd(s[r][j], vn);
-      if (MASK) {
-        const vf kp = vload(kpf + j * W);
-        x = vsel(mand(vge(kp, vset1(lo[r])), vle(kp, vset1(hi[r]))), x, ninf);
-      }
-      // x <= ~0 (lse >= every score of its row); lse = -inf row or masked -> exactly 0
-      const vf pr = vexp2_p<false>(x);
-      vstore(S + r * BC + j * W, pr);
-      vstore(dP + r * BC + j * W, vmul(pr, p[r][j]));
-    }
-  }
-}
-
-template <int NV, bool MASK>
-static inline void sdp_rows(int mr, int64_t D, const float* Q, const float* dO, int64_t Dp, const float* KT,
-                            const float* VT, float* S, float* dP, const float* nl, const float* dl, const float* kpf,
-                            const float* lo, const float* hi) {
-  switch (mr) {
-#define SP_SDP_CASE(n) \
-  case n:              \
-    if (n <= kSR) sdp_tile<(n <= kSR ? n : 1), NV, MASK>(D, Q, dO, Dp, KT, VT, S, dP, nl, dl, kpf, lo, hi); \
-    break;
-    SP_SDP_CASE(1) SP_SDP_CASE(2) SP_SDP_CASE(3) SP_SDP_CASE(4) SP_SDP_CASE(5) SP_SDP_CASE(6)
-#undef SP_SDP_CASE
-    default: break;
-  }
-}
-
-// Fused S/dP/P/dS' for a tile of br query rows x BC keys (column blocks of 2 vectors, then 1).
-template <bool MASK>
-static void sdp_block(int64_t br, int64_t D, const float* Q, const float* dO, int64_t Dp, const float* KT,
-                      const float* VT, float* S, float* dP, const float* nl, const float* dl, const float* kpf,
-                      const float* lo, const float* hi) {
-  for (int64_t c = 0; c < BC; c += 2 * W) {
-    const bool two = c + 2 * W <= BC;
-    for (int64_t r = 0; r < br; r += kSR) {
-      const int mr = (int)imin(kSR, br - r);
-      const float *q = Q + r * Dp, *o = dO + r * Dp, *n = nl + r, *d = dl + r;
-      const float *l = MASK ? lo + r : nullptr, *h = MASK ? hi + r : nullptr;
-      float *sr = S + r * BC + c, *pr = dP + r * BC + c;
-      if (two) {
-        if (mr == kSR) sdp_tile<kSR, 2, MASK>(D, q, o, Dp, KT + c, VT + c, sr, pr, n, d, kpf + c, l, h);
-        else sdp_rows<2, MASK>(mr, D, q, o, Dp, KT + c, VT + c, sr, pr, n, d, kpf + c, l, h);
-      } else {
-        sdp_rows<1, MASK>(mr, D, q, o, Dp, KT + c, VT + c, sr, pr, n, d, kpf + c, l, h);
-      }
-    }
-  }
-}
-
-// Partial tile (masked): row block b (rows b*kSR ..) computes only its first kl[b] keys (a
-// multiple of W, live_prefix); its P and dS' past them are zero, and written as zeros so that the
-// dV/dK products below may read any row they do not skip.
-static void sdp_block_live(int64_t br, int64_t D, const float* Q, const float* dO, int64_t Dp, const float* KT,
-                           const float* VT, float* S, float* dP, const float* nl, const float* dl, const float* kpf,
-                           const float* lo, const float* hi, const int64_t* kl) {
-  for (int64_t r = 0; r < br; r += kSR) {
-    const int mr = (int)imin(kSR, br - r);
-    const int64_t live = kl[r / kSR];
-    const float *q = Q + r * Dp, *o = dO + r * Dp, *n = nl + r, *d = dl + r, *l = lo + r, *h = hi + r;
-    int64_t c = 0;
-    for (; c + 2 * W <= live; c += 2 * W) {
-      float *sr = S + r * BC + c, *pr = dP + r * BC + c;
-      if (mr == kSR) sdp_tile<kSR, 2, true>(D, q, o, Dp, KT + c, VT + c, sr, pr, n, d, kpf + c, l, h);
-      else sdp_rows<2, true>(mr, D, q, o, Dp, KT + c, VT + c, sr, pr, n, d, kpf + c, l, h);
-    }
-    if (c < live) sdp_rows<1, true>(mr, D, q, o, Dp, KT + c, VT + c, S + r * BC + c, dP + r * BC + c, n, d, kpf + c, l, h);
-    for (int64_t rr = r; rr < r + mr && live < BC; rr++) {
-      memset(S + rr * BC + live, 0, sizeof(float) * (BC - live));
-      memset(dP + rr * BC + live, 0, sizeof(float) * (BC - live));
-    }
-  }
-}
 
 // Partial tile (the causal diagonal) where some row block's live keys end before the tile does;
 // returns false, and does nothing, when none does (the caller then runs the whole masked tile).
