@@ -4,7 +4,8 @@
 // delta as [hg][Tq]. Work items are key tiles of BC keys (each owns its dK, dV rows, so no races);
 // per item, for every head of the group and query tile of BR rows (fully masked tiles skipped):
 //   S  = (c Q) K^T,  P = 2^(S - lse*log2 e) masked,  dP = dO V^T,  dS' = P * (dP - delta)
-//   dV += P^T dO,  dK' += dS'^T (c Q)  (tile accumulators [BC][Dp]; dk += ln2 * dK' once per item)
+//   dV += P^T dO,  dK' += dS'^T (c Q)  (tile accumulators [BC][Dp], on AVX-512 at D = 17-32 also
+//                                      transposed [Dp][BC]; dk += ln2 * dK' once per item)
 //   dQ' += dS' K                       (per-worker [hg][Tq][Dp] buffers; dq += scale * dQ' at the end)
 // Five GEMMs of BR x BC x D per tile pair = 10 * Tq * Tk * D FLOPs per head.
 #include "attn_bwd_tiles.h"
