@@ -16,6 +16,19 @@ constexpr int kSR = 3;
 constexpr int kSR = 2;
 #endif
 
+// P = 2^(s + nl) of one score vector, 0 outside the row's allowed keys [lo, hi] when MASK (key
+// positions kp). s + nl <= ~0 (lse >= every score of its row); an lse = -inf row or a masked key
+// gives exactly 0.
+template <bool MASK>
+static inline vf prob_of(vf s, vf vn, const float* kp, float lo, float hi) {
+  vf x = vadd(s, vn);
+  if (MASK) {
+    const vf k = vload(kp);
+    x = vsel(mand(vge(k, vset1(lo)), vle(k, vset1(hi))), x, vset1(kNegInf));
+  }
+  return vexp2_p<false>(x);
+}
+
 // For MR query rows and NV*W keys: S = Q K^T and dP = dO V^T (K = D, Q/dO rows of stride Dp,
 // K^T/V^T tiles of row stride BC) stay in registers; then P = 2^(S + nl) (masked to 0 outside
 // [lo, hi] when MASK) and dS' = P (dP - dl) are stored (row stride BC).
@@ -54,19 +67,12 @@ static inline void sdp_tile(int64_t D, const float* __restrict Q, const float* _
       for (int j = 0; j < NV; j++) p[r][j] = vfma(av, b[j], p[r][j]);
     }
   }
-  const vf ninf = vset1(kNegInf);
 #pragma GCC unroll 8
   for (int r = 0; r < MR; r++) {
     const vf vn = vset1(nl[r]);
 #pragma GCC unroll 4
     for (int j = 0; j < NV; j++) {
-      vf x = vadd(s[r][j], vn);
-      if (MASK) {
-        const vf kp = vload(kpf + j * W);
-        x = vsel(mand(vge(kp, vset1(lo[r])), vle(kp, vset1(hi[r]))), x, ninf);
-      }
-      // x <= ~0 (lse >= every score of its row); lse = -inf row or masked -> exactly 0
-      const vf pr = vexp2_p<false>(x);
+      const vf pr = prob_of<MASK>(s[r][j], vn, kpf + j * W, MASK ? lo[r] : 0.0f, MASK ? hi[r] : 0.0f);
       vstore(S + r * BC + j * W, pr);
       vstore(dP + r * BC + j * W, vmul(pr, p[r][j]));
     }
@@ -90,48 +96,19 @@ static inline void sdp_tile4(int64_t D, const float* __restrict Q, const float* 
   for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; j++) acc[r][j] = vzero();
-#pragma GCC unroll 2
-  for (int64_t k = 0; k < D; k++) {
-    vf b[NV];
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) b[j] = vload(KT + k * BC + j * W);
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; r++) {
-      const vf av = vset1(Q[r * Dp + k]);
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; j++) acc[r][j] = vfma(av, b[j], acc[r][j]);
-    }
-  }
-  const vf ninf = vset1(kNegInf);
+  tile_acc<MR, NV>(acc, D, Q, 1, Dp, KT, BC);
 #pragma GCC unroll 8
   for (int r = 0; r < MR; r++) {
     const vf vn = vset1(nl[r]);
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) {
-      vf x = vadd(acc[r][j], vn);
-      if (MASK) {
-        const vf kp = vload(kpf + j * W);
-        x = vsel(mand(vge(kp, vset1(lo[r])), vle(kp, vset1(hi[r]))), x, ninf);
-      }
-      vstore(S + r * BC + j * W, vexp2_p<false>(x));
-    }
+    for (int j = 0; j < NV; j++)
+      vstore(S + r * BC + j * W, prob_of<MASK>(acc[r][j], vn, kpf + j * W, MASK ? lo[r] : 0.0f, MASK ? hi[r] : 0.0f));
   }
 #pragma GCC unroll 8
   for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; j++) acc[r][j] = vset1(-dl[r]);
-#pragma GCC unroll 2
-  for (int64_t k = 0; k < D; k++) {
-    vf b[NV];
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) b[j] = vload(VT + k * BC + j * W);
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; r++) {
-      const vf av = vset1(dO[r * Dp + k]);
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; j++) acc[r][j] = vfma(av, b[j], acc[r][j]);
-    }
-  }
+  tile_acc<MR, NV>(acc, D, dO, 1, Dp, VT, BC);
 #pragma GCC unroll 8
   for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4

@@ -59,18 +59,7 @@ static inline void qk_tile(int64_t D, const float* __restrict Q, const float* __
   for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; j++) acc[r][j] = vzero();
-#pragma GCC unroll 2
-  for (int64_t k = 0; k < D; k++) {
-    vf b[NV];
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) b[j] = vload(KT + k * BCF + j * W);
-#pragma GCC unroll 16
-    for (int r = 0; r < MR; r++) {
-      const vf av = vset1(Q[r * D + k]);
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; j++) acc[r][j] = vfma(av, b[j], acc[r][j]);
-    }
-  }
+  tile_acc<MR, NV>(acc, D, Q, 1, D, KT, BCF);
 #pragma GCC unroll 16
   for (int r = 0; r < MR; r++) {
     vf m = vload(mv + r * W);

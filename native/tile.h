@@ -20,6 +20,27 @@ constexpr int kMR = 6;
 constexpr int kMR = 4;
 #endif
 
+// acc[r][j] += sum_{k<K} A(k, r) * B[k][j*W .. j*W + W) with A(k, r) = A[k*ak + r*ar]: the k loop
+// of every register tile here (GEMM, attention QK^T and P.V, the backward's S and dP passes).
+template <int MR, int NV>
+static inline __attribute__((always_inline)) void tile_acc(vf (&acc)[MR][NV], int64_t K, const float* __restrict A,
+                                                           int64_t ak, int64_t ar, const float* __restrict B,
+                                                           int64_t ldb) {
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < K; k++) {
+    vf b[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) b[j] = vload(B + k * ldb + j * W);
+    const float* a = A + k * ak;
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++) {
+      const vf av = vset1(a[r * ar]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; j++) acc[r][j] = vfma(av, b[j], acc[r][j]);
+    }
+  }
+}
+
 // SCALE: C is first multiplied row-wise by rs[r] (online-softmax rescale of the accumulator).
 template <int MR, int NV, bool ACC, bool SCALE>
 static inline void tile(int64_t K, const float* __restrict A, int64_t ak, int64_t ar, const float* __restrict B,
@@ -37,19 +58,7 @@ static inline void tile(int64_t K, const float* __restrict A, int64_t ak, int64_
       }
     }
   }
-#pragma GCC unroll 2
-  for (int64_t k = 0; k < K; k++) {
-    vf b[NV];
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) b[j] = vload(B + k * ldb + j * W);
-    const float* a = A + k * ak;
-#pragma GCC unroll 16
-    for (int r = 0; r < MR; r++) {
-      vf av = vset1(a[r * ar]);
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; j++) acc[r][j] = vfma(av, b[j], acc[r][j]);
-    }
-  }
+  tile_acc<MR, NV>(acc, K, A, ak, ar, B, ldb);
 #pragma GCC unroll 16
   for (int r = 0; r < MR; r++) {
 #pragma GCC unroll 4
