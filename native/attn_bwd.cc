@@ -87,7 +87,7 @@ static void bwd_item(void* vctx, int64_t jt, int worker) {
   // Head dims of 17-32 on AVX-512 (the reference model's D = 32): dK, dV rows are only 2 vectors
   // wide, so whole tiles accumulate them transposed, dK^T, dV^T [Dp][BC], where the product runs
   // on 6 x 64 register tiles (4 loads + 6 broadcasts per 24 FMAs) instead of 12 x 32 (2 + 12);
-  // folded into dK, dV at the end. Backward 2.5-5 % faster at D = 32, N = 2-4K (A/B in one process).
+  // folded into dK, dV at the end. Backward 2.5-5 % faster at D = 32, N = 2-4K (bench/kernels/ab/ab.sh).
   float* dKT = dV + BC * Dp;  // [Dp][BC]
   float* dVT = dKT + BC * Dp;
   const bool tr = W == 16 && Dp == 2 * W;

@@ -83,8 +83,8 @@ static inline void sdp_tile(int64_t D, const float* __restrict Q, const float* _
 // with MR x 4 accumulators (4 K^T loads and MR broadcasts per k, where the fused tile above needs
 // 4 loads and 12 broadcasts per 24 FMAs), P = 2^(S + nl) stored; then dP = dO V^T - dl the same
 // way, and dS' = P (dP - dl) from the stored P. Same operations per element in the same order,
-// so the same bits; the whole backward ran 1-10 % faster (A/B in one process, D = 32-128; the
-// model's 8-head D = 32 shape about 5 %).
+// so the same bits; the whole backward ran 1-10 % faster (bench/kernels/ab/ab.sh, D = 32-128;
+// the model's 8-head D = 32 shape about 5 %).
 template <int MR, bool MASK>
 static inline void sdp_tile4(int64_t D, const float* __restrict Q, const float* __restrict dO, int64_t Dp,
                              const float* __restrict KT, const float* __restrict VT, float* __restrict S,

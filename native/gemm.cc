@@ -241,8 +241,8 @@ constexpr int64_t KC5 = SP_KC5, NC5 = SP_NC5;
 // Column-major A (dW = dOut^T x: each k is another token row of dOut, M floats apart) is packed
 // per MC5-row block into 6-row panels, since reading it in place touches one page per k. Those
 // GEMMs take k in steps of KCA5 = 256, not KC5: the B block then holds twice the columns, so A is
-// packed half as often when n > NC5 (fc2's dW, [256 x 1024] over 2-4K tokens: 5-8 % faster; the
-// model's other dW shapes from 0.5 % slower to 3 % faster; A/B in one process against KC5).
+// packed half as often when n > NC5 (fc2's dW, [256 x 1024] over 2-4K tokens: 4-7 % faster; the
+// model's other dW shapes within 1.5 %; bench/kernels/ab/ab.sh against KC5).
 constexpr int64_t MC5 = 96;
 #ifndef SP_KCA5
 #define SP_KCA5 256

@@ -29,6 +29,22 @@ describe('benchmarks (smoke mode)', () => {
     const frac = 100 * (Number(m[2]) / c1 + Number(m[3]) / c2) / 2;
     assert.ok(Math.abs(Number(c[4]) - frac) <= 0.02 * frac + 1, `${c[0]} vs ${frac.toFixed(1)}`);
   });
+  it('bench/kernels/ab/ab.sh builds two kernel revisions into one process and checks they agree', (t) => {
+    const root = fileURLToPath(new URL('../../..', import.meta.url));
+    const git = spawnSync('git', ['-C', root, 'rev-parse', 'HEAD'], { encoding: 'utf8' });
+    const gxx = spawnSync('g++', ['--version'], { encoding: 'utf8' });
+    if (git.status !== 0 || gxx.status !== 0) return t.skip('needs a git checkout and g++');
+    const r = spawnSync('bash', [`${root}/bench/kernels/ab/ab.sh`, 'HEAD', '--smoke'], { encoding: 'utf8', timeout: 300_000 });
+    if (r.status === 2 && /needs AVX2/.test(r.stderr)) return t.skip(r.stderr.trim());
+    assert.equal(r.status, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { kernel: string; relDiff: number; checkOk: boolean; newOverOld: number });
+    assert.deepEqual(lines.map((l) => l.kernel), ['matmulForward', 'matmulBackward dx', 'matmulBackward dW', 'attnForward', 'attnBackward']);
+    // HEAD against itself: the same code, so the same bits, and a finite ratio
+    for (const l of lines) {
+      assert.equal(l.relDiff, 0, l.kernel);
+      assert.ok(l.checkOk && Number.isFinite(l.newOverOld) && l.newOverOld > 0, l.kernel);
+    }
+  });
   it('prints the usage for --help after a theme instead of running it', () => {
     for (const theme of ['sp', 'kernels']) {
       const r = spawnSync(process.execPath, [CLI, 'bench', theme, '--help'], { encoding: 'utf8', timeout: 30_000 });
