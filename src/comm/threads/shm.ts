@@ -11,8 +11,8 @@
  *   0: an offset in the member's arena), CLOSED (last seq whose raw buffer is no longer offered),
  *   READING (how many peers are inside a raw read of that buffer right now); ROWS (allToAllRows:
  *   1 = OFF is the input itself, read row by row through the map; 0 = chunks staged contiguously);
- *   f64: BYTES, RECV (sendRecv: bytes expected; allToAllRows: byte length of the input offered), OFF (data offset in the member's arena, or address), OFF2
- *   (reduced slice, always in the arena).
+ *   f64: BYTES, RECV (sendRecv: bytes expected; allToAllRows: byte length of the input offered),
+ *   OFF (data offset in the member's arena, or address), OFF2 (reduced slice, always in the arena).
  * Seqs are stored 1-based (0 = nothing yet). Header: FAILED = 1 + the first rank whose fn threw
  * (0 = none); RAWSTOP = 1 once the launcher withdraws every raw buffer (before it terminates
  * workers); EXIT[r] = 1 once rank r's fn returned.
