@@ -80,11 +80,13 @@ Napi::Value MatmulForward(const Info& info) {
                      F(info, 3, M, "bias", true), N, K, M);
   return info.Env().Undefined();
 }
-// matmulBackward(dx|null, dw|null, db|null, dOut, x, w, N, K, M)
+// matmulBackward(dx|null, dw|null, db|null, dOut, x, w, N, K, M, overwrite)
 Napi::Value MatmulBackward(const Info& info) {
   const int64_t N = I(info, 6, "N"), K = I(info, 7, "K"), M = I(info, 8, "M");
+  const bool overwrite = info[9].ToBoolean().Value();
   T()->matmulBackward(F(info, 0, N * K, "dx", true), F(info, 1, M * K, "dWeight", true), F(info, 2, M, "dBias", true),
-                      F(info, 3, N * M, "dOut"), F(info, 4, N * K, "x"), F(info, 5, M * K, "weight"), N, K, M);
+                      F(info, 3, N * M, "dOut"), F(info, 4, N * K, "x"), F(info, 5, M * K, "weight"), N, K, M,
+                      !overwrite);
   return info.Env().Undefined();
 }
 // layerNormForward(out, mean, rstd, x, w, b, N, C, eps)
@@ -116,7 +118,7 @@ Napi::Value RmsNormBackward(const Info& info) {
                        F(info, 3, N * C, "x"), F(info, 4, C, "weight"), F(info, 5, N, "rstd"), N, C);
   return info.Env().Undefined();
 }
-// geluForward(out, x, n) / geluBackward(dx, dOut, x, n)
+// geluForward(out, x, n) / geluBackward(dx, dOut, x, n, overwrite)
 Napi::Value GeluForward(const Info& info) {
   const int64_t n = I(info, 2, "n");
   T()->geluForward(F(info, 0, n, "out"), F(info, 1, n, "x"), n);
@@ -124,10 +126,10 @@ Napi::Value GeluForward(const Info& info) {
 }
 Napi::Value GeluBackward(const Info& info) {
   const int64_t n = I(info, 3, "n");
-  T()->geluBackward(F(info, 0, n, "dx"), F(info, 1, n, "dOut"), F(info, 2, n, "x"), n);
+  T()->geluBackward(F(info, 0, n, "dx"), F(info, 1, n, "dOut"), F(info, 2, n, "x"), n, !info[4].ToBoolean().Value());
   return info.Env().Undefined();
 }
-// swigluForward(out, x, N, F) / swigluBackward(dx, dOut, x, N, F)
+// swigluForward(out, x, N, F) / swigluBackward(dx, dOut, x, N, F, overwrite)
 Napi::Value SwigluForward(const Info& info) {
   const int64_t N = I(info, 2, "N"), Fd = I(info, 3, "F");
   T()->swigluForward(F(info, 0, N * Fd, "out"), F(info, 1, 2 * N * Fd, "x"), N, Fd);
@@ -135,7 +137,8 @@ Napi::Value SwigluForward(const Info& info) {
 }
 Napi::Value SwigluBackward(const Info& info) {
   const int64_t N = I(info, 3, "N"), Fd = I(info, 4, "F");
-  T()->swigluBackward(F(info, 0, 2 * N * Fd, "dx"), F(info, 1, N * Fd, "dOut"), F(info, 2, 2 * N * Fd, "x"), N, Fd);
+  T()->swigluBackward(F(info, 0, 2 * N * Fd, "dx"), F(info, 1, N * Fd, "dOut"), F(info, 2, 2 * N * Fd, "x"), N, Fd,
+                      !info[5].ToBoolean().Value());
   return info.Env().Undefined();
 }
 // embeddingForward(out, tokens, weight, N, C) / embeddingBackward(dWeight, dOut, tokens, N, C)
@@ -193,17 +196,18 @@ const float* rope_table(const int32_t* pos, int64_t Tn, int64_t D, double base) 
   }
   return cs;
 }
-// rope(out, x, pos, B, T, H, D, base, backward): forward out = R x; backward out += R^T x
+// rope(out, x, pos, B, T, H, D, base, backward, overwrite): forward out = R x; backward out += R^T x
+// (overwrite: out = R^T x)
 Napi::Value Rope(const Info& info) {
   const int64_t B = I(info, 3, "B"), Tn = I(info, 4, "T"), H = I(info, 5, "H"), D = I(info, 6, "D");
   const double base = Num(info, 7, "base");
-  const bool backward = info[8].ToBoolean();
+  const bool backward = info[8].ToBoolean(), overwrite = info[9].ToBoolean();
   if (D % 2) range_error(info, "rope: D must be even, got " + std::to_string(D));
   const int64_t n = B * Tn * H * D;
   float* out = F(info, 0, n, backward ? "dx" : "out");
   const float* x = F(info, 1, n, backward ? "dOut" : "x");
   const int32_t* pos = I32(info, 2, Tn, "pos");
-  T()->rope(out, x, rope_table(pos, Tn, D, base), B, Tn, H, D, backward ? -1.0f : 1.0f, backward);
+  T()->rope(out, x, rope_table(pos, Tn, D, base), B, Tn, H, D, backward ? -1.0f : 1.0f, backward && !overwrite);
   return info.Env().Undefined();
 }
 // crossEntropyForward(losses, lse, logits, targets, N, V, ignore) -> counted rows

@@ -45,8 +45,9 @@ struct KernelTable {
   const char* name;
   void (*gemm)(const GemmArgs& a);  // single-threaded
   void (*matmulForward)(float* out, const float* x, const float* w, const float* bias, int64_t N, int64_t K, int64_t M);
+  // dxAcc: dx += (else dx =); dw and db always accumulate.
   void (*matmulBackward)(float* dx, float* dw, float* db, const float* dOut, const float* x, const float* w, int64_t N,
-                         int64_t K, int64_t M);
+                         int64_t K, int64_t M, bool dxAcc);
   void (*attnForward)(const AttnArgs& a);
   void (*attnBackward)(const AttnArgs& a);
   void (*attnDelta)(float* delta, const float* dOut, const float* out, int64_t rows, int64_t D);
@@ -59,9 +60,9 @@ struct KernelTable {
   void (*rmsNormBackward)(float* dx, float* dw, const float* dOut, const float* x, const float* w, const float* rstd,
                           int64_t N, int64_t C);
   void (*geluForward)(float* out, const float* x, int64_t n);
-  void (*geluBackward)(float* dx, const float* dOut, const float* x, int64_t n);
+  void (*geluBackward)(float* dx, const float* dOut, const float* x, int64_t n, bool acc);  // acc: dx +=, else =
   void (*swigluForward)(float* out, const float* x, int64_t N, int64_t F);
-  void (*swigluBackward)(float* dx, const float* dOut, const float* x, int64_t N, int64_t F);
+  void (*swigluBackward)(float* dx, const float* dOut, const float* x, int64_t N, int64_t F, bool acc);
   // cs: [T, D/2] cosines then [T, D/2] sines (computed in float64 by the glue). sign = +1 forward,
   // -1 for the transpose; acc: out += instead of out =.
   void (*rope)(float* out, const float* x, const float* cs, int64_t B, int64_t T, int64_t H, int64_t D, float sign,

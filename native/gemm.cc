@@ -413,10 +413,10 @@ static void matmulForward(float* out, const float* x, const float* w, const floa
   }
 }
 
-// dx[N,K] += dOut[N,M] . w[M,K];  dw[M,K] += dOut^T . x;  db[M] += sum_n dOut[n,:]
+// dx[N,K] (+)= dOut[N,M] . w[M,K];  dw[M,K] += dOut^T . x;  db[M] += sum_n dOut[n,:]
 static void matmulBackward(float* dx, float* dw, float* db, const float* dOut, const float* x, const float* w,
-                           int64_t N, int64_t K, int64_t M) {
-  if (dx) gemm_par(GemmArgs{N, K, M, dOut, M, 1, w, K, 1, dx, K, true});
+                           int64_t N, int64_t K, int64_t M, bool dxAcc) {
+  if (dx) gemm_par(GemmArgs{N, K, M, dOut, M, 1, w, K, 1, dx, K, dxAcc});
   if (dw) gemm_par(GemmArgs{M, K, N, dOut, 1, M, x, K, 1, dw, K, true});
   if (db) {
     for (int64_t n = 0; n < N; n++) {

@@ -28,7 +28,7 @@ static void geluForward(float* out, const float* x, int64_t n) {
   }
 }
 // d/dx [x s] = s + x s (1 - s) 2 u', s = sigmoid(2u), 1 - s = e s, u' = k0 (1 + 3 k1 x^2)
-static void geluBackward(float* dx, const float* dOut, const float* x, int64_t n) {
+static void geluBackward(float* dx, const float* dOut, const float* x, int64_t n, bool acc) {
   int64_t i = 0;
   for (; i < vfull(n); i += W) {
     vf xv = vload(x + i), x2;
@@ -36,13 +36,13 @@ static void geluBackward(float* dx, const float* dOut, const float* x, int64_t n
     vf s = vdiv(vset1(1.0f), vadd(vset1(1.0f), e));
     vf du = vmul(vset1(2.0f * kG0), vfma(vset1(3.0f * kG1), x2, vset1(1.0f)));
     vf g = vfma(vmul(vmul(xv, s), vmul(e, s)), du, s);
-    vstore(dx + i, vfma(vload(dOut + i), g, vload(dx + i)));
+    vstore(dx + i, vfma(vload(dOut + i), g, acc ? vload(dx + i) : vzero()));
   }
   for (; i < n; i++) {
     const float xv = x[i], u = kG0 * (xv + kG1 * xv * xv * xv);
     const float e = expf(fminf(-2.0f * u, 88.0f)), s = 1.0f / (1.0f + e);
     const float du = 2.0f * kG0 * (1.0f + 3.0f * kG1 * xv * xv);
-    dx[i] += dOut[i] * (s + xv * s * (e * s) * du);
+    dx[i] = (acc ? dx[i] : 0.0f) + dOut[i] * (s + xv * s * (e * s) * du);
   }
 }
 
@@ -62,7 +62,7 @@ static void swigluForward(float* out, const float* x, int64_t N, int64_t F) {
   }
 }
 // dgate += dOut up s (1 + g (1 - s)), dup += dOut g s; s = sigmoid(gate), 1 - s = e s
-static void swigluBackward(float* dx, const float* dOut, const float* x, int64_t N, int64_t F) {
+static void swigluBackward(float* dx, const float* dOut, const float* x, int64_t N, int64_t F, bool acc) {
   for (int64_t r = 0; r < N; r++) {
     const float* g = x + r * 2 * F;
     const float* u = g + F;
@@ -75,13 +75,13 @@ static void swigluBackward(float* dx, const float* dOut, const float* x, int64_t
       vf e = vexp(vsub(vzero(), gv));
       vf s = vdiv(vset1(1.0f), vadd(vset1(1.0f), e));
       vf ds = vmul(vmul(dv, vload(u + i)), s);
-      vstore(dg + i, vfma(ds, vfma(gv, vmul(e, s), vset1(1.0f)), vload(dg + i)));
-      vstore(du + i, vfma(vmul(dv, gv), s, vload(du + i)));
+      vstore(dg + i, vfma(ds, vfma(gv, vmul(e, s), vset1(1.0f)), acc ? vload(dg + i) : vzero()));
+      vstore(du + i, vfma(vmul(dv, gv), s, acc ? vload(du + i) : vzero()));
     }
     for (; i < F; i++) {
       const float e = expf(fminf(-g[i], 88.0f)), s = 1.0f / (1.0f + e);
-      dg[i] += d[i] * u[i] * s * (1.0f + g[i] * e * s);
-      du[i] += d[i] * g[i] * s;
+      dg[i] = (acc ? dg[i] : 0.0f) + d[i] * u[i] * s * (1.0f + g[i] * e * s);
+      du[i] = (acc ? du[i] : 0.0f) + d[i] * g[i] * s;
     }
   }
 }

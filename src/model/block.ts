@@ -62,12 +62,15 @@ function linear(c: BlockCtx, out: Buf, x: Buf, p: string, N: number, K: number, 
   c.k.matmulForward({ out }, { x, weight, bias }, { N, K, M });
 }
 
-/** Backward of linear(…, m0): dx += dOut · W[m0 ..], and that row block of dW (and db) accumulates. */
-function linearBack(c: BlockCtx, dx: Buf | null, dOut: Buf, x: Buf, p: string, N: number, K: number, M: number, m0 = 0): void {
+/**
+ * Backward of linear(…, m0): dx += dOut · W[m0 ..] (overwrite: dx =, so a fresh dx needs no
+ * zeroing), and that row block of dW (and db) accumulates.
+ */
+function linearBack(c: BlockCtx, dx: Buf | null, dOut: Buf, x: Buf, p: string, N: number, K: number, M: number, m0 = 0, overwrite = false): void {
   const weight = c.store.view(c.params, `${p}.weight`).subarray(m0 * K, (m0 + M) * K);
   const dWeight = c.store.view(c.grads, `${p}.weight`).subarray(m0 * K, (m0 + M) * K);
   const dBias = c.store.maybeView(c.grads, `${p}.bias`)?.subarray(m0, m0 + M);
-  c.k.matmulBackward({ dx, dWeight, dBias }, { dOut, x, weight }, { N, K, M });
+  c.k.matmulBackward({ dx, dWeight, dBias }, { dOut, x, weight }, { N, K, M, overwrite });
 }
 
 function activation(c: BlockCtx, out: Buf, x: Buf, N: number): void {
@@ -131,20 +134,17 @@ export async function blockBackward(c: BlockCtx, l: number, a: BlockActs, s: Blo
   const { N, C, HD, GD, fcOut, rope } = sizesOf(c);
   const F = cfg.ffn;
 
-  // MLP branch: y = x2 + proj(act(fc(ln2(x2))))
+  // MLP branch: y = x2 + proj(act(fc(ln2(x2)))). The first write into each scratch gradient
+  // overwrites it (dAct, dFc, dNorm, dAtt, dqPre, dkPre): no zeroing pass.
   s.dX2.set(dY);
-  s.dAct.fill(0);
-  linearBack(c, s.dAct, dY, a.act, `h.${l}.mlp.proj`, N, F, C);
-  s.dFc.fill(0);
-  if (cfg.activation === 'gelu') k.geluBackward({ dx: s.dFc }, { dOut: s.dAct, x: a.fc }, { n: N * F });
-  else k.swigluBackward({ dx: s.dFc }, { dOut: s.dAct, x: a.fc }, { N, F });
-  s.dNorm.fill(0);
-  linearBack(c, s.dNorm, s.dFc, a.ln2, `h.${l}.mlp.fc`, N, C, fcOut);
+  linearBack(c, s.dAct, dY, a.act, `h.${l}.mlp.proj`, N, F, C, 0, true);
+  if (cfg.activation === 'gelu') k.geluBackward({ dx: s.dFc }, { dOut: s.dAct, x: a.fc }, { n: N * F, overwrite: true });
+  else k.swigluBackward({ dx: s.dFc }, { dOut: s.dAct, x: a.fc }, { N, F, overwrite: true });
+  linearBack(c, s.dNorm, s.dFc, a.ln2, `h.${l}.mlp.fc`, N, C, fcOut, 0, true);
   normBack(c, s.dX2, s.dNorm, a.x2, a.ln2Mean, a.ln2Rstd, `h.${l}.ln2`, N);
 
   // Attention branch: x2 = x + proj(attn(...))
-  s.dAtt.fill(0);
-  linearBack(c, s.dAtt, s.dX2, a.att, `h.${l}.attn.proj`, N, HD, C);
+  linearBack(c, s.dAtt, s.dX2, a.att, `h.${l}.attn.proj`, N, HD, C, 0, true);
   s.dq.fill(0);
   s.dk.fill(0);
   s.dv.fill(0);
@@ -152,14 +152,11 @@ export async function blockBackward(c: BlockCtx, l: number, a: BlockActs, s: Blo
   // Undo RoPE on dq, dk (into dAtt- and dq-sized scratch), then the qkv projection's backward on
   // its three row blocks: dx sums the three, each block of dW gets its own.
   const dqPre = s.dAtt;
-  dqPre.fill(0);
-  k.ropeBackward({ dx: dqPre }, { dOut: s.dq, pos: c.pos }, rope);
+  k.ropeBackward({ dx: dqPre }, { dOut: s.dq, pos: c.pos }, { ...rope, overwrite: true });
   const dkPre = s.dq.subarray(0, N * GD);
-  dkPre.fill(0);
-  k.ropeBackward({ dx: dkPre }, { dOut: s.dk, pos: c.pos }, { ...rope, H: cfg.kvHeads });
-  s.dNorm.fill(0);
+  k.ropeBackward({ dx: dkPre }, { dOut: s.dk, pos: c.pos }, { ...rope, H: cfg.kvHeads, overwrite: true });
   const qkvP = `h.${l}.attn.qkv`;
-  linearBack(c, s.dNorm, dqPre, a.ln1, qkvP, N, C, HD, 0);
+  linearBack(c, s.dNorm, dqPre, a.ln1, qkvP, N, C, HD, 0, true);
   linearBack(c, s.dNorm, dkPre, a.ln1, qkvP, N, C, GD, HD);
   linearBack(c, s.dNorm, s.dv, a.ln1, qkvP, N, C, GD, HD + GD);
   dY.set(s.dX2);

@@ -174,8 +174,7 @@ export class GPT {
     const s = this.scratch;
     s.dLogits.fill(0);
     k.crossEntropyBackward({ dLogits: s.dLogits }, { logits: h.logits, lse: h.ceLse, targets: inp.targets }, { N, V: cfg.vocab, ignoreIndex: IGNORE_INDEX, scale });
-    s.dNorm.fill(0);
-    k.matmulBackward({ dx: s.dNorm, dWeight: this.headWeight(this.grads), dBias: null }, { dOut: s.dLogits, x: h.lnf, weight: this.headWeight(this.params) }, { N, K: C, M: cfg.vocab });
+    k.matmulBackward({ dx: s.dNorm, dWeight: this.headWeight(this.grads), dBias: null }, { dOut: s.dLogits, x: h.lnf, weight: this.headWeight(this.params) }, { N, K: C, M: cfg.vocab, overwrite: true });
     s.dResid.fill(0);
     const xL = this.resid(cfg.layers);
     if (cfg.norm === 'layernorm') {

@@ -116,12 +116,12 @@ int main(int argc, char** argv) {
     });
     ab_case("matmulBackward dx", shape, pairs, [&](int b) {
       std::vector<float> dx((size_t)g.N * g.K);
-      tb[b].matmulBackward(dx.data(), nullptr, nullptr, dO.data(), x.data(), w.data(), g.N, g.K, g.M);
+      tb[b].matmulBackward(dx.data(), nullptr, nullptr, dO.data(), x.data(), w.data(), g.N, g.K, g.M, true);
       return dx;
     });
     ab_case("matmulBackward dW", shape, pairs, [&](int b) {
       std::vector<float> dw((size_t)g.M * g.K);
-      tb[b].matmulBackward(nullptr, dw.data(), nullptr, dO.data(), x.data(), w.data(), g.N, g.K, g.M);
+      tb[b].matmulBackward(nullptr, dw.data(), nullptr, dO.data(), x.data(), w.data(), g.N, g.K, g.M, true);
       return dw;
     });
   }

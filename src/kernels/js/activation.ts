@@ -25,8 +25,8 @@ export function geluForward(o: { out: Buf }, i: { x: Buf }, d: { n: number }): v
   }
 }
 
-/** dx += dOut · gelu'(x),  gelu'(x) = ½(1 + t) + ½·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²). */
-export function geluBackward(g: { dx: Buf }, i: { dOut: Buf; x: Buf }, d: { n: number }): void {
+/** dx += dOut · gelu'(x) (overwrite: dx =),  gelu'(x) = ½(1 + t) + ½·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²). */
+export function geluBackward(g: { dx: Buf }, i: { dOut: Buf; x: Buf }, d: { n: number; overwrite?: boolean }): void {
   const { dx } = g;
   const { dOut, x } = i;
   const { n } = d;
@@ -34,6 +34,7 @@ export function geluBackward(g: { dx: Buf }, i: { dOut: Buf; x: Buf }, d: { n: n
   need(x, n, 'geluBackward x');
   need(dOut, n, 'geluBackward dOut');
   need(dx, n, 'geluBackward dx');
+  if (d.overwrite) dx.fill(0, 0, n);
   for (let j = 0; j < n; j++) {
     const v = x[j]!;
     const v2 = v * v;
@@ -69,8 +70,8 @@ export function swigluForward(o: { out: Buf }, i: { x: Buf }, d: { N: number; F:
   }
 }
 
-/** dGate += dOut·up·σ(g)·(1 + g·(1 − σ(g))),  dUp += dOut·silu(g);  dx: [N, 2F] = [dGate | dUp]. */
-export function swigluBackward(g: { dx: Buf }, i: { dOut: Buf; x: Buf }, d: { N: number; F: number }): void {
+/** dGate += dOut·up·σ(g)·(1 + g·(1 − σ(g))),  dUp += dOut·silu(g);  dx: [N, 2F] = [dGate | dUp] (overwrite: =). */
+export function swigluBackward(g: { dx: Buf }, i: { dOut: Buf; x: Buf }, d: { N: number; F: number; overwrite?: boolean }): void {
   const { dx } = g;
   const { dOut, x } = i;
   const { N, F } = d;
@@ -79,6 +80,7 @@ export function swigluBackward(g: { dx: Buf }, i: { dOut: Buf; x: Buf }, d: { N:
   need(x, 2 * N * F, 'swigluBackward x [N, 2F]');
   need(dx, 2 * N * F, 'swigluBackward dx [N, 2F]');
   need(dOut, N * F, 'swigluBackward dOut [N, F]');
+  if (d.overwrite) dx.fill(0, 0, 2 * N * F);
   for (let n = 0; n < N; n++) {
     const xo = 2 * n * F;
     const oo = n * F;

@@ -98,18 +98,18 @@ export function matmulForward(o: { out: Buf }, i: { x: Buf; weight: Buf; bias?: 
 export function matmulBackward(
   g: { dx?: Buf | null; dWeight?: Buf | null; dBias?: Buf | null },
   i: { dOut: Buf; x: Buf; weight: Buf },
-  d: Dims,
+  d: Dims & { overwrite?: boolean },
 ): void {
   const { dOut, x, weight } = i;
   checkDims(d, x, weight);
   need(dOut, d.N * d.M, 'matmul dOut [N, M]');
-  if (g.dx) backwardDx(g.dx, dOut, weight, d);
+  if (g.dx) backwardDx(g.dx, dOut, weight, d, !!d.overwrite);
   if (g.dWeight) backwardDWeight(g.dWeight, dOut, x, d);
   if (g.dBias) backwardDBias(g.dBias, dOut, d);
 }
 
-/** dx[n, k] += Σ_m dOut[n, m] · w[m, k]; i-k-j order, rows n, n+1 into float64 acc [2, K]. */
-function backwardDx(dx: Buf, dOut: Buf, w: Buf, d: Dims): void {
+/** dx[n, k] (+)= Σ_m dOut[n, m] · w[m, k]; i-k-j order, rows n, n+1 into float64 acc [2, K]. */
+function backwardDx(dx: Buf, dOut: Buf, w: Buf, d: Dims, overwrite: boolean): void {
   const { N, K, M } = d;
   need(dx, N * K, 'matmul dx [N, K]');
   const acc = new Float64Array(2 * K);
@@ -148,7 +148,8 @@ function backwardDx(dx: Buf, dOut: Buf, w: Buf, d: Dims): void {
     }
     const xo = n * K;
     const len = two ? 2 * K : K;
-    for (let j = 0; j < len; j++) dx[xo + j] += acc[j]!;
+    if (overwrite) for (let j = 0; j < len; j++) dx[xo + j] = acc[j]!;
+    else for (let j = 0; j < len; j++) dx[xo + j] += acc[j]!;
   }
 }
 

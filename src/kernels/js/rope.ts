@@ -78,7 +78,7 @@ export function ropeForward(o: { out: Buf }, i: { x: Buf; pos: Int32Array }, d: 
 }
 
 /** dx += R(θ)ᵀ·dOut = R(−θ)·dOut per pair. dx must not alias dOut. */
-export function ropeBackward(g: { dx: Buf }, i: { dOut: Buf; pos: Int32Array }, d: RopeDims): void {
+export function ropeBackward(g: { dx: Buf }, i: { dOut: Buf; pos: Int32Array }, d: RopeDims & { overwrite?: boolean }): void {
   check(d, i.pos, 'ropeBackward');
   const n = d.B * d.T * d.H * d.D;
   need(i.dOut, n, 'ropeBackward dOut [B, T, H, D]');
@@ -89,5 +89,5 @@ export function ropeBackward(g: { dx: Buf }, i: { dOut: Buf; pos: Int32Array }, 
     const bytes = n * g.dx.BYTES_PER_ELEMENT;
     if (a < b + n * i.dOut.BYTES_PER_ELEMENT && b < a + bytes) throw new RangeError('ropeBackward: dx must not alias dOut');
   }
-  rotate(g.dx, i.dOut, i.pos, d, -1, true);
+  rotate(g.dx, i.dOut, i.pos, d, -1, !d.overwrite);
 }

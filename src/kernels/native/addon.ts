@@ -17,18 +17,20 @@ type W = number | undefined;
 /** The addon's exports (native/addon.cc, native/addon_attn.cc). */
 export interface NativeAddon {
   matmulForward(out: F32, x: F32, w: F32, bias: Opt, N: number, K: number, M: number): void;
-  matmulBackward(dx: Opt, dw: Opt, db: Opt, dOut: F32, x: F32, w: F32, N: number, K: number, M: number): void;
+  /** overwrite: dx = dOut·W instead of += (dw, db always accumulate). */
+  matmulBackward(dx: Opt, dw: Opt, db: Opt, dOut: F32, x: F32, w: F32, N: number, K: number, M: number, overwrite: boolean): void;
   layerNormForward(out: F32, mean: F32, rstd: F32, x: F32, w: F32, b: F32, N: number, C: number, eps: number): void;
   layerNormBackward(dx: F32, dw: F32, db: F32, dOut: F32, x: F32, w: F32, mean: F32, rstd: F32, N: number, C: number): void;
   rmsNormForward(out: F32, rstd: F32, x: F32, w: F32, N: number, C: number, eps: number): void;
   rmsNormBackward(dx: F32, dw: F32, dOut: F32, x: F32, w: F32, rstd: F32, N: number, C: number): void;
   geluForward(out: F32, x: F32, n: number): void;
-  geluBackward(dx: F32, dOut: F32, x: F32, n: number): void;
+  geluBackward(dx: F32, dOut: F32, x: F32, n: number, overwrite: boolean): void;
   swigluForward(out: F32, x: F32, N: number, F: number): void;
-  swigluBackward(dx: F32, dOut: F32, x: F32, N: number, F: number): void;
+  swigluBackward(dx: F32, dOut: F32, x: F32, N: number, F: number, overwrite: boolean): void;
   embeddingForward(out: F32, tokens: Int32Array, w: F32, N: number, C: number): void;
   embeddingBackward(dw: F32, dOut: F32, tokens: Int32Array, N: number, C: number): void;
-  rope(out: F32, x: F32, pos: Int32Array, B: number, T: number, H: number, D: number, base: number, backward: boolean): void;
+  /** backward: out += Rᵀx, or out = Rᵀx with overwrite; forward: out = Rx. */
+  rope(out: F32, x: F32, pos: Int32Array, B: number, T: number, H: number, D: number, base: number, backward: boolean, overwrite?: boolean): void;
   crossEntropyForward(losses: F32, lse: F32, logits: F32, targets: Int32Array, N: number, V: number, ignore: number): number;
   crossEntropyBackward(dLogits: F32, logits: F32, lse: F32, targets: Int32Array, N: number, V: number, ignore: number, scale: number): void;
   adamwStep(p: F32, m: F32, v: F32, g: F32, n: number, lr: number, b1: number, b2: number, eps: number, wd: number, step: number): void;

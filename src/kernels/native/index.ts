@@ -28,7 +28,7 @@ function makeKernels(a: NativeAddon): Kernels {
     matmulBackward(g, i, d) {
       if (!all32(g.dx, g.dWeight, g.dBias, i.dOut, i.x, i.weight)) return js.matmulBackward(g, i, d);
       a.matmulBackward((g.dx ?? null) as Float32Array | null, (g.dWeight ?? null) as Float32Array | null, (g.dBias ?? null) as Float32Array | null,
-        i.dOut as Float32Array, i.x as Float32Array, i.weight as Float32Array, d.N, d.K, d.M);
+        i.dOut as Float32Array, i.x as Float32Array, i.weight as Float32Array, d.N, d.K, d.M, !!d.overwrite);
     },
     layerNormForward(o, i, d) {
       if (!all32(o.out, o.mean, o.rstd, i.x, i.weight, i.bias)) return js.layerNormForward(o, i, d);
@@ -53,7 +53,7 @@ function makeKernels(a: NativeAddon): Kernels {
     },
     geluBackward(g, i, d) {
       if (!all32(g.dx, i.dOut, i.x)) return js.geluBackward(g, i, d);
-      a.geluBackward(g.dx as Float32Array, i.dOut as Float32Array, i.x as Float32Array, d.n);
+      a.geluBackward(g.dx as Float32Array, i.dOut as Float32Array, i.x as Float32Array, d.n, !!d.overwrite);
     },
     swigluForward(o, i, d) {
       if (!all32(o.out, i.x)) return js.swigluForward(o, i, d);
@@ -61,7 +61,7 @@ function makeKernels(a: NativeAddon): Kernels {
     },
     swigluBackward(g, i, d) {
       if (!all32(g.dx, i.dOut, i.x)) return js.swigluBackward(g, i, d);
-      a.swigluBackward(g.dx as Float32Array, i.dOut as Float32Array, i.x as Float32Array, d.N, d.F);
+      a.swigluBackward(g.dx as Float32Array, i.dOut as Float32Array, i.x as Float32Array, d.N, d.F, !!d.overwrite);
     },
     embeddingForward(o, i, d) {
       if (!all32(o.out, i.weight)) return js.embeddingForward(o, i, d);
@@ -77,7 +77,7 @@ function makeKernels(a: NativeAddon): Kernels {
     },
     ropeBackward(g, i, d) {
       if (!all32(g.dx, i.dOut) || !(d.base > 0)) return js.ropeBackward(g, i, d);
-      a.rope(g.dx as Float32Array, i.dOut as Float32Array, i.pos, d.B, d.T, d.H, d.D, d.base, true);
+      a.rope(g.dx as Float32Array, i.dOut as Float32Array, i.pos, d.B, d.T, d.H, d.D, d.base, true, !!d.overwrite);
     },
     crossEntropyForward(o, i, d) {
       if (!all32(o.losses, o.lse, i.logits)) return js.crossEntropyForward(o, i, d);
