@@ -45,6 +45,20 @@ describe('benchmarks (smoke mode)', () => {
       assert.ok(l.checkOk && Number.isFinite(l.newOverOld) && l.newOverOld > 0, l.kernel);
     }
   });
+  it('bench kernels takes every case against the highest FMA peak probed in the run', async (t) => {
+    const { loadNativeKernels } = await import('../../src/kernels/native/index.js');
+    const loaded = loadNativeKernels();
+    if ('error' in loaded) return t.skip(loaded.error);
+    const { runKernelBench } = await import('../../bench/kernels/index.js');
+    const records = runKernelBench({ smoke: true, threads: 2, log: () => {} });
+    assert.ok(records.length > 0);
+    const peak = records[0]!.peakGflops / records[0]!.threads;
+    for (const r of records) {
+      assert.ok(Math.abs(r.peakGflops / r.threads - peak) <= 1e-9 * peak, `${r.case}: one peak for the whole run`);
+      assert.ok(r.peakNearGflops <= r.peakGflops * (1 + 1e-12), `${r.case}: the probe before it is at most the run's peak`);
+      assert.ok(Math.abs(r.pctOfPeak - (100 * r.gflopsCpu) / r.peakGflops) <= 1e-9 * r.pctOfPeak, r.case);
+    }
+  });
   it('prints the usage for --help after a theme instead of running it', () => {
     for (const theme of ['sp', 'kernels']) {
       const r = spawnSync(process.execPath, [CLI, 'bench', theme, '--help'], { encoding: 'utf8', timeout: 30_000 });
