@@ -230,9 +230,9 @@ static void gemm_short_k(const GemmArgs& g) {
 // k crowd the two vector ports). Loop order jc -> pc (pack the KC x NC block of B: 512 KiB, L2)
 // -> ic (96-row blocks) -> ir (6 rows of A: 6 KiB, stays in L1 across the column panels) -> jr
 // -> tile. Row-major A is read in place; column-major A is packed per ic block (below). Full tiles
-// of the forward and dx prefetch the next tile's C and A (tile_pf: 16384x64x64 13-30 % faster,
-// the model's forward GEMMs 7 %, 512^3 3-7 %; dW, whose operands come from the packed buffers,
-// measured no gain).
+// of the forward and dx prefetch the next tile's C and A (tile_pf; one-process A/B: 16384x64x64
+// 13-30 % faster, 512^3 2-7 %, the model's forward GEMMs 1-8 % and dx 1-3 %; dW, whose A comes
+// from the packed buffer, measured no gain and keeps the plain tile).
 constexpr int MR5 = 6, NV5 = 4, NR5 = NV5 * W;
 #ifndef SP_KC5
 #define SP_KC5 512
