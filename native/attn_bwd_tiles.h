@@ -47,25 +47,11 @@ static inline void sdp_tile(int64_t D, const float* __restrict Q, const float* _
       s[r][j] = vzero();
       p[r][j] = vset1(-dl[r]);
     }
+  // one k step of each sum at a time (both sets stay in registers, K^T and V^T rows are read once)
 #pragma GCC unroll 2
   for (int64_t k = 0; k < D; k++) {
-    vf b[NV];
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) b[j] = vload(KT + k * BC + j * W);
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; r++) {
-      const vf av = vset1(Q[r * Dp + k]);
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; j++) s[r][j] = vfma(av, b[j], s[r][j]);
-    }
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) b[j] = vload(VT + k * BC + j * W);
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; r++) {
-      const vf av = vset1(dO[r * Dp + k]);
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; j++) p[r][j] = vfma(av, b[j], p[r][j]);
-    }
+    tile_acc<MR, NV>(s, 1, Q + k, 1, Dp, KT + k * BC, BC);
+    tile_acc<MR, NV>(p, 1, dO + k, 1, Dp, VT + k * BC, BC);
   }
 #pragma GCC unroll 8
   for (int r = 0; r < MR; r++) {
@@ -92,11 +78,7 @@ static inline void sdp_tile4(int64_t D, const float* __restrict Q, const float* 
                              const float* lo, const float* hi) {
   constexpr int NV = 4;
   vf acc[MR][NV];
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; r++)
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) acc[r][j] = vzero();
-  tile_acc<MR, NV>(acc, D, Q, 1, Dp, KT, BC);
+  tile_acc0<MR, NV>(acc, D, Q, 1, Dp, KT, BC);
 #pragma GCC unroll 8
   for (int r = 0; r < MR; r++) {
     const vf vn = vset1(nl[r]);

@@ -55,11 +55,7 @@ template <int MR, int NV, bool MASK>
 static inline void qk_tile(int64_t D, const float* __restrict Q, const float* __restrict KT, float* __restrict S,
                            float* __restrict mv, const float* kpf, const float* lo, const float* hi) {
   vf acc[MR][NV];
-#pragma GCC unroll 16
-  for (int r = 0; r < MR; r++)
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) acc[r][j] = vzero();
-  tile_acc<MR, NV>(acc, D, Q, 1, D, KT, BCF);
+  tile_acc0<MR, NV>(acc, D, Q, 1, D, KT, BCF);
 #pragma GCC unroll 16
   for (int r = 0; r < MR; r++) {
     vf m = vload(mv + r * W);

@@ -41,6 +41,18 @@ static inline __attribute__((always_inline)) void tile_acc(vf (&acc)[MR][NV], in
   }
 }
 
+// acc = 0, then tile_acc: the start of the score tiles (forward QK^T, backward S).
+template <int MR, int NV>
+static inline __attribute__((always_inline)) void tile_acc0(vf (&acc)[MR][NV], int64_t K, const float* __restrict A,
+                                                            int64_t ak, int64_t ar, const float* __restrict B,
+                                                            int64_t ldb) {
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) acc[r][j] = vzero();
+  tile_acc<MR, NV>(acc, K, A, ak, ar, B, ldb);
+}
+
 // SCALE: C is first multiplied row-wise by rs[r] (online-softmax rescale of the accumulator).
 template <int MR, int NV, bool ACC, bool SCALE>
 static inline void tile(int64_t K, const float* __restrict A, int64_t ak, int64_t ar, const float* __restrict B,
