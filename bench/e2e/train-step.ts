@@ -23,15 +23,26 @@ export function stepFlops(c: GPTConfig, N: number): number {
   return dense + attn;
 }
 
-async function buildStep(k: Kernels, N: number, seed = 5) {
-  const arena = new Arena('float32');
-  const model = new GPT({ config: REFERENCE_MODEL, kernels: k, arena, dtype: 'float32', rows: { B: 1, T: N } });
+/** The modules a step is built from: this tree's, or another revision's build (bench/e2e/ab). */
+export interface StepModules {
+  GPT: typeof GPT;
+  Arena: typeof Arena;
+  AdamW: typeof AdamW;
+  Rng: typeof Rng;
+  createLocalAttention: typeof createLocalAttention;
+}
+const HERE: StepModules = { GPT, Arena, AdamW, Rng, createLocalAttention };
+
+/** One rank's reference-model step on N random bytes; `step()` returns the mean loss. */
+export async function buildStep(k: Kernels, N: number, seed = 5, m: StepModules = HERE) {
+  const arena = new m.Arena('float32');
+  const model = new m.GPT({ config: REFERENCE_MODEL, kernels: k, arena, dtype: 'float32', rows: { B: 1, T: N } });
   model.store.init(model.params, seed);
-  const opt = new AdamW(model.store, arena, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 }, model.params);
-  const rng = new Rng(seed);
+  const opt = new m.AdamW(model.store, arena, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 }, model.params);
+  const rng = new m.Rng(seed);
   const tokens = Int32Array.from({ length: N }, () => rng.int(256));
   const targets = Int32Array.from({ length: N }, () => rng.int(256));
-  const attn = createLocalAttention(k, N);
+  const attn = m.createLocalAttention(k, N);
   const pos = attn.layout.positions(0);
   const step = async () => {
     model.grads.fill(0);

@@ -45,6 +45,17 @@ describe('benchmarks (smoke mode)', () => {
       assert.ok(l.checkOk && Number.isFinite(l.newOverOld) && l.newOverOld > 0, l.kernel);
     }
   });
+  it('bench/e2e/ab-step.sh runs the model steps of two revisions in one process and checks they agree', (t) => {
+    const root = fileURLToPath(new URL('../../..', import.meta.url));
+    const git = spawnSync('git', ['-C', root, 'rev-parse', 'HEAD'], { encoding: 'utf8' });
+    if (git.status !== 0) return t.skip('needs a git checkout');
+    const r = spawnSync('bash', [`${root}/bench/e2e/ab-step.sh`, 'HEAD', '128', '1', '--smoke'], { encoding: 'utf8', timeout: 300_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const l = JSON.parse(r.stdout.trim()) as { bench: string; relDiff: number; checkOk: boolean; newOverOld: number };
+    // HEAD's committed model code against the working tree's: the same step, so the same numbers
+    assert.equal(l.bench, 'train-step-ab');
+    assert.ok(l.checkOk && l.relDiff < 1e-5 && Number.isFinite(l.newOverOld) && l.newOverOld > 0, r.stdout);
+  });
   it('bench kernels takes every case against the highest FMA peak probed in the run', async (t) => {
     const { loadNativeKernels } = await import('../../src/kernels/native/index.js');
     const loaded = loadNativeKernels();
