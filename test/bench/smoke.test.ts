@@ -38,7 +38,7 @@ describe('benchmarks (smoke mode)', () => {
     if (r.status === 2 && /needs AVX2/.test(r.stderr)) return t.skip(r.stderr.trim());
     assert.equal(r.status, 0, r.stderr);
     const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { kernel: string; relDiff: number; checkOk: boolean; newOverOld: number });
-    assert.deepEqual(lines.map((l) => l.kernel), ['matmulForward', 'matmulBackward dx', 'matmulBackward dW', 'attnForward', 'attnBackward']);
+    assert.deepEqual(lines.map((l) => l.kernel), ['matmulForward', 'matmulBackward dx', 'matmulBackward dW', 'sgemm', 'attnForward', 'attnBackward']);
     // HEAD against itself: the same code, so the same bits, and a finite ratio
     for (const l of lines) {
       assert.equal(l.relDiff, 0, l.kernel);

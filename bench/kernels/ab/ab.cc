@@ -69,11 +69,12 @@ static double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// run(which) executes the case on build `which` (0 old, 1 new) and returns its outputs.
-template <class Run>
-static void ab_case(const char* kernel, const char* shape, int pairs, Run run) {
-  const std::vector<float> o0 = run(0), o1 = run(1);  // warm-up, and the check
-  const double diff = rel_diff(o0, o1);
+// run(which) executes the case on build `which` (0 old, 1 new); outputs(which) returns what that
+// build's last run wrote (the timed calls then copy nothing).
+template <class Run, class Out>
+static void ab_case(const char* kernel, const char* shape, int pairs, Run run, Out outputs) {
+  run(0), run(1);  // warm-up, and the check
+  const double diff = rel_diff(outputs(0), outputs(1));
   std::vector<double> ratios, t[2];
   for (int p = 0; p < pairs; p++) {
     double d[2];
@@ -89,6 +90,13 @@ static void ab_case(const char* kernel, const char* shape, int pairs, Run run) {
   printf("{\"kernel\":\"%s\",\"shape\":%s,\"pairs\":%d,\"newOverOld\":%.4f,\"oldSec\":%.6g,\"newSec\":%.6g,\"relDiff\":%.3g,\"checkOk\":%s}\n",
          kernel, shape, pairs, median(ratios), median(t[0]), median(t[1]), diff, diff < 1e-4 ? "true" : "false");
   fflush(stdout);
+}
+// run(which) executes the case and returns its outputs (copied on every call: the model's shapes,
+// where that costs little next to the kernel).
+template <class Run>
+static void ab_case(const char* kernel, const char* shape, int pairs, Run run) {
+  std::vector<float> last[2];
+  ab_case(kernel, shape, pairs, [&](int b) { last[b] = run(b); }, [&](int b) { return last[b]; });
 }
 
 int main(int argc, char** argv) {
@@ -124,6 +132,25 @@ int main(int argc, char** argv) {
       tb[b].matmulBackward(nullptr, dw.data(), nullptr, dO.data(), x.data(), w.data(), g.N, g.K, g.M, true);
       return dw;
     });
+  }
+
+  // SGEMM of `bench kernels` (C = A B^T, B stored [n][k] as the forward's weights), each build
+  // writing its own C, reused between calls: no page faults or copies in the sub-millisecond
+  // 16384 x 64 x 64 case.
+  struct S { int m, n, k; };
+  const std::vector<S> ss = smoke ? std::vector<S>{{96, 64, 32}} : std::vector<S>{{512, 512, 512}, {1024, 1024, 1024}, {2048, 2048, 2048}, {16384, 64, 64}};
+  for (const S& c : ss) {
+    const auto A = rnd((size_t)c.m * c.k, 8), B = rnd((size_t)c.n * c.k, 9);
+    std::vector<float> C[2] = {std::vector<float>((size_t)c.m * c.n), std::vector<float>((size_t)c.m * c.n)};
+    char shape[96];
+    snprintf(shape, sizeof shape, "{\"M\":%d,\"N\":%d,\"K\":%d}", c.m, c.n, c.k);
+    const int reps = smoke ? 1 : std::max(1, (int)(2e8 / (2.0 * c.m * c.n * c.k)));  // >= ~1 ms per timed call
+    ab_case("sgemm", shape, smoke ? 1 : 15,
+            [&](int b) {
+              for (int i = 0; i < reps; i++)
+                tb[b].gemm(GemmArgs{c.m, c.n, c.k, A.data(), c.k, 1, B.data(), 1, c.k, C[b].data(), c.n, false});
+            },
+            [&](int b) { return C[b]; });
   }
 
   // Attention: the model's heads (H = G = 8, D = 32, interleaved) and the kernel bench's shapes.
