@@ -13,7 +13,7 @@ import type { Buf } from '../tensor/dtype.js';
 import type { Kernels } from '../kernels/types.js';
 import type { ProcessGroup } from '../comm/types.js';
 import type { AttentionOp, AttnDims } from './types.js';
-import { contiguousLayout, zigzagLayout, type ChunkedLayout } from './layout.js';
+import { contiguousLayout, padLayout, zigzagLayout, type ChunkedLayout } from './layout.js';
 import { blockDims, checkShapes } from './local.js';
 import { Scratch } from './util.js';
 
@@ -22,6 +22,8 @@ export type AllGatherLayout = 'auto' | 'contiguous' | 'zigzag';
 
 export interface AllGatherOptions {
   layout?: AllGatherLayout;
+  /** Real tokens of a padded sequence (default S; layout.ts padLayout). */
+  realS?: number;
 }
 
 /** The layout the allgather scheme runs on (shared by the op and the trainer's data sharding). */
@@ -48,7 +50,7 @@ export function createAllGatherAttention(
 ): AttentionOp & { readonly scratch: Scratch; readonly positions: Int32Array } {
   const P = group.size;
   const r = group.rank;
-  const layout: ChunkedLayout = allgatherLayout(S, P, opts.layout);
+  const layout: ChunkedLayout = padLayout(allgatherLayout(S, P, opts.layout), opts.realS ?? S);
   const pos = Array.from({ length: P }, (_, j) => layout.positions(j));
   const [, qHi] = minMax(pos[r]!);
   // A block can be skipped under a causal mask when all its keys come after all our queries.

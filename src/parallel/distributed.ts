@@ -4,6 +4,10 @@
  * when dOut is given) through the same AttentionOp the trainer uses, and the shards are put back in
  * global token order. Inproc by default (all ranks in this thread); 'threads' runs one worker per
  * rank with the js kernels.
+ *
+ * With `pad`, a length the scheme's layout does not split is padded at the end to the next one
+ * that it does (index.ts paddedLength). The padding positions are −1, so attention masks them, and
+ * every result (out, lse, gradients) covers only the S real tokens.
  */
 import { prepareRankThread } from './rank-thread.js';
 import type { Buf, DType } from '../tensor/dtype.js';
@@ -16,8 +20,8 @@ import { DeviceMesh } from '../comm/mesh.js';
 import { jsKernels } from '../kernels/js/index.js';
 import type { AttnDims, SchemeName } from './types.js';
 import type { AllGatherLayout } from './allgather.js';
-import { gatherTokens, unshardTokens } from './layout.js';
-import { createAttention, layoutFor, validateScheme } from './index.js';
+import { gatherTokens, padLayout, unshardTokens } from './layout.js';
+import { createAttention, layoutFor, paddedLength, validateScheme } from './index.js';
 
 export interface DistributedAttentionOptions {
   scheme: SchemeName;
@@ -45,6 +49,11 @@ export interface DistributedAttentionOptions {
   transport?: 'inproc' | 'threads';
   /** inproc only (workers always use the js kernels). Default js. */
   kernels?: Kernels;
+  /**
+   * Pad S to the next length the scheme's layout splits (default false: such an S is an error).
+   * The padding never takes part in attention; results cover the S real tokens.
+   */
+  pad?: boolean;
   /** Ring schemes: overlap transfers with compute (default true). */
   overlap?: boolean;
   allgatherLayout?: AllGatherLayout;
@@ -93,20 +102,26 @@ interface RankResult extends RankReport {
   dv?: Buf;
 }
 
+/** The length the scheme runs on: S, or with `pad` the next length its layout splits. */
+function runLength(o: Pick<DistributedAttentionOptions, 'scheme' | 'S' | 'P' | 'ulysses' | 'allgatherLayout' | 'pad'>): number {
+  return o.pad ? paddedLength(o.scheme, o.S, o.P, o) : o.S;
+}
+
 async function rankBody(world: World, a: RankArgs, kernels: Kernels): Promise<RankResult> {
   const o = a.o;
   const { B, S, H, G, D, P } = o;
+  const Sp = runLength(o);
   const u = o.scheme === 'hybrid' ? o.ulysses! : 1;
   const mesh = DeviceMesh.create({ sp: P, ulysses: u, ring: P / u }, world);
   const groups = { sp: mesh.group('sp'), ulysses: mesh.group('ulysses'), ring: mesh.group('ring') };
-  const op = createAttention(o.scheme, groups, kernels, { S, overlap: o.overlap, allgatherLayout: o.allgatherLayout });
+  const op = createAttention(o.scheme, groups, kernels, { S: Sp, realS: S, overlap: o.overlap, allgatherLayout: o.allgatherLayout });
   const pos = op.positions;
   const T = pos.length;
-  // [B, S, heads, D] global -shard(layout)-> [B, T, heads, D] of this rank
+  // [B, S, heads, D] global -shard(layout)-> [B, T, heads, D] of this rank (padding: zero rows)
   const q = gatherTokens(o.q, pos, B, S, H * D);
   const k = gatherTokens(o.k, pos, B, S, G * D);
   const v = gatherTokens(o.v, pos, B, S, G * D);
-  const d: AttnDims = { B, S, T, H, G, D, causal: o.causal ?? true, scale: o.scale ?? 1 / Math.sqrt(D) };
+  const d: AttnDims = { B, S: Sp, T, H, G, D, causal: o.causal ?? true, scale: o.scale ?? 1 / Math.sqrt(D) };
   const out = allocBuf(dtypeOf(o.q), B * T * H * D);
   const lse = allocBuf(dtypeOf(o.q), B * T * H);
   let t0 = performance.now();
@@ -144,7 +159,8 @@ export async function distributedAttentionRank(world: World, args: unknown): Pro
 
 export async function distributedAttention(opts: DistributedAttentionOptions): Promise<DistributedAttentionResult> {
   const { scheme, P, B, S, H, G, D } = opts;
-  validateScheme(scheme, { S, P, H, G, ulysses: opts.ulysses, allgatherLayout: opts.allgatherLayout });
+  const Sp = runLength(opts);
+  validateScheme(scheme, { S: Sp, P, H, G, ulysses: opts.ulysses, allgatherLayout: opts.allgatherLayout });
   const want = (name: string, b: Buf | undefined, n: number) => {
     if (b && b.length !== n) throw new Error(`distributedAttention: ${name} has ${b.length} elements, expected ${n}`);
   };
@@ -162,8 +178,8 @@ export async function distributedAttention(opts: DistributedAttentionOptions): P
     transport === 'threads'
       ? await runRanks<RankResult>(P, { module: new URL(import.meta.url), fn: 'distributedAttentionRank', args }, { transport: 'threads', timeoutMs, pool })
       : await runRanks<RankResult>(P, (w) => rankBody(w, args, kernels ?? jsKernels), { timeoutMs });
-  const layout = layoutFor(scheme, S, P, opts);
-  // P × [B, T, heads, D] -unshard(layout)-> [B, S, heads, D] global
+  const layout = padLayout(layoutFor(scheme, Sp, P, opts), S);
+  // P × [B, T, heads, D] -unshard(layout)-> [B, S, heads, D] global (padding dropped)
   const join = (get: (r: RankResult) => Buf | undefined, row: number) => unshardTokens(layout, results.map((r) => get(r)!), B, row);
   const res: DistributedAttentionResult = {
     out: join((r) => r.out, H * D),

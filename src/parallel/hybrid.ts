@@ -8,7 +8,7 @@
 import type { Kernels } from '../kernels/types.js';
 import type { ProcessGroup } from '../comm/types.js';
 import type { AttentionOp, AttnDims } from './types.js';
-import { hybridLayout, zigzagLayout } from './layout.js';
+import { hybridLayout, padLayout, zigzagLayout } from './layout.js';
 import { checkShapes } from './local.js';
 import { ringInner, tileRules, type RingOptions } from './ring.js';
 import { ulyssesSplits, ulyssesWrap } from './ulysses.js';
@@ -22,11 +22,12 @@ export function createHybridAttention(
 ): AttentionOp & { readonly scratch: Scratch; readonly positions: Int32Array } {
   const u = groups.ulysses.size;
   const r = groups.ring.size;
-  const layout = hybridLayout(S, u, r);
+  const realS = opts.realS ?? S;
+  const layout = padLayout(hybridLayout(S, u, r), realS);
   const rho = groups.ring.rank;
   const spIndex = rho * u + groups.ulysses.rank;
   const scratch = new Scratch(groups.ring);
-  const ring = ringInner(groups.ring, kernels, zigzagLayout(S, r, 'hybrid'), tileRules.zigzag, scratch, opts);
+  const ring = ringInner(groups.ring, kernels, padLayout(zigzagLayout(S, r, 'hybrid'), realS), tileRules.zigzag, scratch, opts);
   const members = Array.from({ length: u }, (_, v) => layout.positions(rho * u + v));
   const wrap = ulyssesWrap('hybrid', groups.ulysses, members, ring, scratch, 'ulysses');
   const check = (d: AttnDims) => {

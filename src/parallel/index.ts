@@ -14,7 +14,7 @@ import type { Kernels } from '../kernels/types.js';
 import type { CommRecord, ProcessGroup } from '../comm/types.js';
 import { sentBytes } from '../comm/log.js';
 import type { AttentionOp, AttnCost, AttnDims, SchemeName } from './types.js';
-import { allowedPairs, contiguousLayout, hybridLayout, stripeLayout, zigzagLayout, type ChunkedLayout } from './layout.js';
+import { allowedPairs, contiguousLayout, hybridLayout, padLayout, stripeLayout, zigzagLayout, type ChunkedLayout } from './layout.js';
 import { createLocalAttention } from './local.js';
 import { createRingAttention } from './ring.js';
 import { createUlyssesAttention, ulyssesSavedSizes, ulyssesSplits } from './ulysses.js';
@@ -42,8 +42,13 @@ export interface SpGroups {
 }
 
 export interface AttentionOptions {
-  /** Global sequence length. */
+  /** Global sequence length (with padding, the padded length). */
   S: number;
+  /**
+   * Real tokens when the sequence is padded to S (default S): positions ≥ realS are padding
+   * (layout.ts padLayout), which the data loader gives no targets and attention never sees.
+   */
+  realS?: number;
   /** Ring schemes: start transfers before compute (default true); false = synchronous. */
   overlap?: boolean;
   /** allgather: token layout (default auto: zigzag when S % 2P == 0, else contiguous). */
@@ -79,6 +84,26 @@ export function layoutFor(scheme: SchemeName, S: number, P: number, opts: { ulys
   }
 }
 
+/**
+ * The shortest length ≥ S that the scheme's layout splits over P ranks (S itself when it does):
+ * a multiple of P, of 2P (zigzag), or of lcm(2·ring, sp) (hybrid). Errors other than divisibility
+ * (a bad ulysses size, say) are thrown as layoutFor throws them.
+ */
+export function paddedLength(scheme: SchemeName, S: number, P: number, opts: { ulysses?: number; allgatherLayout?: AllGatherLayout } = {}): number {
+  if (!Number.isInteger(S) || S < 1) layoutFor(scheme, S, P, opts);  // throws naming S
+  // Every layout's period divides 2·sp² (hybrid: lcm(2·ring, ulysses·ring) ≤ 2·sp).
+  for (let s = S; s <= S + 2 * P * P; s++) {
+    try {
+      layoutFor(scheme, s, P, opts);
+      return s;
+    } catch {
+      // not a length this layout splits; try the next
+    }
+  }
+  layoutFor(scheme, S, P, opts);
+  return S;
+}
+
 export interface SchemeConfig {
   S: number;
   P: number;
@@ -105,20 +130,23 @@ export function createAttention(scheme: SchemeName, groups: SpGroups, kernels: K
     if (!g) throw new Error(`${scheme}: needs the '${axis}' process group`);
     return g;
   };
-  const ringOpts = { overlap: opts.overlap };
+  const realS = opts.realS ?? opts.S;
+  const ringOpts = { overlap: opts.overlap, realS };
   switch (scheme) {
     case 'local':
-      return createLocalAttention(kernels, opts.S);
-    case 'ulysses':
-      return createUlyssesAttention(need(groups.sp, 'sp'), kernels, opts.S);
+      return createLocalAttention(kernels, opts.S, padLayout(contiguousLayout(opts.S, 1, 'local'), realS));
+    case 'ulysses': {
+      const sp = need(groups.sp, 'sp');
+      return createUlyssesAttention(sp, kernels, opts.S, padLayout(contiguousLayout(opts.S, sp.size, 'ulysses'), realS));
+    }
     case 'ring':
     case 'zigzag':
     case 'stripe':
       return createRingAttention(scheme, need(groups.sp, 'sp'), kernels, opts.S, ringOpts);
     case 'allgather':
-      return createAllGatherAttention(need(groups.sp, 'sp'), kernels, opts.S, { layout: opts.allgatherLayout });
+      return createAllGatherAttention(need(groups.sp, 'sp'), kernels, opts.S, { layout: opts.allgatherLayout, realS });
     case 'rsa':
-      return createRsaAttention(need(groups.sp, 'sp'), opts.S);
+      return createRsaAttention(need(groups.sp, 'sp'), opts.S, realS);
     case 'hybrid':
       return createHybridAttention({ ulysses: need(groups.ulysses, 'ulysses'), ring: need(groups.ring, 'ring') }, kernels, opts.S, ringOpts);
     default:

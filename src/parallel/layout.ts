@@ -98,6 +98,26 @@ export function hybridLayout(S: number, u: number, r: number, what = 'hybrid'): 
 }
 
 /**
+ * `layout` over a sequence of realS real tokens padded to layout.S: the last S − realS positions
+ * become −1, which the kernels treat as padding (kernels/types.ts AttnMask: never attended, attend
+ * nothing, no gradient). Real tokens keep their global positions, so masks and RoPE are unchanged
+ * and the padding has no effect on them.
+ */
+export function padLayout(layout: ChunkedLayout, realS: number): ChunkedLayout {
+  if (!Number.isInteger(realS) || realS < 1 || realS > layout.S) throw new Error(`${layout.kind}: real length ${realS} outside [1, S=${layout.S}]`);
+  if (realS === layout.S) return layout;
+  return {
+    ...layout,
+    realS,
+    positions(rank: number): Int32Array {
+      const p = layout.positions(rank);
+      for (let i = 0; i < p.length; i++) if (p[i]! >= realS) p[i] = -1;
+      return p;
+    },
+  };
+}
+
+/**
  * Rank-major order: order[i] = global position of token i when the ranks' local tokens are
  * concatenated rank 0, 1, …, P−1. The sharded view of a global tensor is x[order[i]].
  */
@@ -120,7 +140,8 @@ export function inversePermutation(order: Int32Array): Int32Array {
 }
 
 /**
- * Gathers rows along the token dim: out[b, i, :] = x[b, idx[i], :]. x: [B, Sx, row]; out: [B, idx.length, row].
+ * Gathers rows along the token dim: out[b, i, :] = x[b, idx[i], :], zeros where idx[i] < 0 (a
+ * padded layout's padding). x: [B, Sx, row]; out: [B, idx.length, row].
  * With idx = layoutOrder this is global → sharded order; with its inverse, sharded → global.
  */
 export function gatherTokens(x: Buf, idx: Int32Array, B: number, Sx: number, row: number, out?: Buf): Buf {
@@ -128,6 +149,10 @@ export function gatherTokens(x: Buf, idx: Int32Array, B: number, Sx: number, row
   const o = out ?? allocLike(x, B * n * row);
   for (let b = 0; b < B; b++) {
     for (let i = 0; i < n; i++) {
+      if (idx[i]! < 0) {
+        o.fill(0, (b * n + i) * row, (b * n + i + 1) * row);
+        continue;
+      }
       const src = (b * Sx + idx[i]!) * row;
       o.set(x.subarray(src, src + row), (b * n + i) * row);
     }
@@ -135,15 +160,16 @@ export function gatherTokens(x: Buf, idx: Int32Array, B: number, Sx: number, row
   return o;
 }
 
-/** Rank `rank`'s shard of a global tensor: [B, S, row] -shard(layout)-> [B, T, row]. */
+/** Rank `rank`'s shard of a global tensor: [B, realS, row] -shard(layout)-> [B, T, row] (padding: zeros). */
 export function shardTokens(layout: SeqLayout, x: Buf, B: number, row: number, rank: number): Buf {
-  return gatherTokens(x, layout.positions(rank), B, layout.S, row);
+  return gatherTokens(x, layout.positions(rank), B, layout.realS ?? layout.S, row);
 }
 
-/** Inverse of shardTokens over all ranks: P × [B, T, row] -unshard(layout)-> [B, S, row]. */
+/** Inverse of shardTokens over all ranks: P × [B, T, row] -unshard(layout)-> [B, realS, row] (padding dropped). */
 export function unshardTokens(layout: SeqLayout, shards: readonly Buf[], B: number, row: number): Buf {
-  const { S, P } = layout;
-  const T = S / P;
+  const { S: Sp, P } = layout;
+  const S = layout.realS ?? Sp;
+  const T = Sp / P;
   if (shards.length !== P) throw new Error(`unshardTokens: ${shards.length} shards for sp=${P}`);
   const out = allocLike(shards[0]!, B * S * row);
   for (let r = 0; r < P; r++) {
@@ -152,6 +178,7 @@ export function unshardTokens(layout: SeqLayout, shards: readonly Buf[], B: numb
     if (x.length !== B * T * row) throw new Error(`unshardTokens: shard ${r} has ${x.length} elements, expected ${B * T * row}`);
     for (let b = 0; b < B; b++) {
       for (let i = 0; i < T; i++) {
+        if (pos[i]! < 0) continue;
         const src = (b * T + i) * row;
         out.set(x.subarray(src, src + row), (b * S + pos[i]!) * row);
       }
@@ -163,6 +190,6 @@ export function unshardTokens(layout: SeqLayout, shards: readonly Buf[], B: numb
 /** Number of (query, key) pairs a causal (or full) mask allows for the given query positions. */
 export function allowedPairs(qPos: Int32Array, S: number, causal: boolean): number {
   let n = 0;
-  for (const p of qPos) n += causal ? p + 1 : S;
+  for (const p of qPos) if (p >= 0) n += causal ? p + 1 : S;
   return n;
 }

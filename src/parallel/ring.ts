@@ -16,7 +16,7 @@ import type { Kernels } from '../kernels/types.js';
 import type { ProcessGroup } from '../comm/types.js';
 import type { AttentionOp, AttnDims } from './types.js';
 import type { ChunkedLayout } from './layout.js';
-import { contiguousLayout, stripeLayout, zigzagLayout } from './layout.js';
+import { contiguousLayout, padLayout, stripeLayout, zigzagLayout } from './layout.js';
 import { blockDims, checkShapes, type InnerAttention } from './local.js';
 import { Scratch, chunkPositions, chunkViews, joinChunks, packChunks, splitChunks } from './util.js';
 
@@ -47,6 +47,8 @@ export function ringLayout(kind: RingKind, S: number, P: number): ChunkedLayout 
 export interface RingOptions {
   /** Start each transfer before the block compute and await it after (default true); false awaits first (C3 tests). */
   overlap?: boolean;
+  /** Real tokens of a padded sequence (default S): positions ≥ realS are padding (layout.ts padLayout). */
+  realS?: number;
 }
 
 /** The ring over `group` as an InnerAttention: `pos` must be layout.positions(group.rank). */
@@ -276,7 +278,7 @@ export function createRingAttention(
   S: number,
   opts: RingOptions = {},
 ): AttentionOp & { readonly scratch: Scratch; readonly positions: Int32Array } {
-  const layout = ringLayout(kind, S, group.size);
+  const layout = padLayout(ringLayout(kind, S, group.size), opts.realS ?? S);
   const scratch = new Scratch(group);
   const inner = ringInner(group, kernels, layout, tileRules[kind], scratch, opts);
   const positions = layout.positions(group.rank);

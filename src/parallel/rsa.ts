@@ -13,14 +13,15 @@
 import type { Buf } from '../tensor/dtype.js';
 import type { ProcessGroup } from '../comm/types.js';
 import type { AttentionOp, AttnDims } from './types.js';
-import { contiguousLayout } from './layout.js';
+import { contiguousLayout, padLayout } from './layout.js';
 import { checkShapes } from './local.js';
 import { Scratch } from './util.js';
 
-export function createRsaAttention(group: ProcessGroup, S: number): AttentionOp & { readonly scratch: Scratch; readonly positions: Int32Array } {
+export function createRsaAttention(group: ProcessGroup, S: number, realS = S): AttentionOp & { readonly scratch: Scratch; readonly positions: Int32Array } {
   const P = group.size;
   const r = group.rank;
-  const layout = contiguousLayout(S, P, 'rsa');
+  // Padding (positions >= realS) is masked as the kernels mask it: never attended, attends nothing.
+  const layout = padLayout(contiguousLayout(S, P, 'rsa'), realS);
   const T = layout.T;
   const next = (r + 1) % P;
   const prev = (r - 1 + P) % P;
@@ -58,7 +59,7 @@ export function createRsaAttention(group: ProcessGroup, S: number): AttentionOp 
           const qo = ((b * T + t) * H + h) * D;
           const so = ((b * H + h) * T + t) * S + j * T;
           for (let c = 0; c < T; c++) {
-            if (d.causal && j * T + c > r * T + t) {
+            if ((d.causal && j * T + c > r * T + t) || j * T + c >= realS || r * T + t >= realS) {
               sc[so + c] = -Infinity;
               continue;
             }

@@ -8,8 +8,13 @@ import type { Buf } from '../tensor/dtype.js';
 export type SchemeName = 'local' | 'ulysses' | 'ring' | 'zigzag' | 'stripe' | 'rsa' | 'allgather' | 'hybrid';
 
 export interface SeqLayout {
-  /** Global sequence length S (real tokens). */
+  /** Global sequence length S (with padding, the padded length). */
   readonly S: number;
+  /**
+   * Padded layouts (layout.ts padLayout): the real tokens, positions [0, realS); the last S − realS
+   * positions are padding and reported as −1. Absent: every token is real.
+   */
+  readonly realS?: number;
   /** Ranks sharing one sequence. */
   readonly P: number;
   /** Global positions of rank r's local tokens, in local order: Int32Array [T]. */
