@@ -7,6 +7,7 @@ import { loadBrownCorpus, loadFileCorpus, type Corpus } from '../train/data.js';
 import { flagOf, resolveOptions, validateOptions, type TrainOptions } from '../train/options.js';
 import { launchTraining } from '../train/launch.js';
 import { validateScheme } from '../parallel/index.js';
+import { runSeqLen } from '../train/options.js';
 import { parseTrainArgs, TRAIN_HELP, UsageError } from './args.js';
 import { formatBytes, formatSec } from '../train/progress.js';
 
@@ -37,9 +38,11 @@ export function prepareTraining(argv: readonly string[]): { options: TrainOption
   try {
     validateOptions(o);
     o = resolveOptions(o);
-    if (o.spScheme !== 'local') validateScheme(o.spScheme, { S: o.seqLen, P: o.sp, H: o.heads, G: o.kvHeads, ulysses: o.spScheme === 'hybrid' ? o.ulysses : undefined });
+    if (o.spScheme !== 'local') validateScheme(o.spScheme, { S: runSeqLen(o), P: o.sp, H: o.heads, G: o.kvHeads, ulysses: o.spScheme === 'hybrid' ? o.ulysses : undefined });
   } catch (e) {
-    throw new UsageError((e as Error).message);
+    const msg = (e as Error).message;
+    // A length the layout does not split has a remedy: say so on the same line.
+    throw new UsageError(/: S=\d+ not divisible by/.test(msg) && !o.pad ? `${msg} (--pad pads it to the next length that splits)` : msg);
   }
   let corpus: Corpus;
   try {

@@ -3,6 +3,7 @@
  * checkpoint sidecar. Every value is validated here with a one-line error naming the option.
  */
 import { DEFAULT_CONFIG, validateConfig, type GPTConfig } from '../model/config.js';
+import { paddedLength } from '../parallel/index.js';
 
 export interface TrainOptions {
   steps: number;
@@ -46,6 +47,11 @@ export interface TrainOptions {
   quiet: boolean;
   /** Seconds a collective may wait for the other ranks before failing with who is missing (0 = never). */
   commTimeout: number;
+  /**
+   * Pad each sequence at its end to the next length the --sp-scheme layout splits (padding gets
+   * no targets and is masked out of attention); off: such a --seq-len is an error.
+   */
+  pad: boolean;
 }
 
 /** Defaults sized so `npx seqpar train` finishes in a few minutes on 2 cores with the native backend. */
@@ -90,6 +96,7 @@ export const DEFAULT_OPTIONS: TrainOptions = {
   logEvery: 1,
   quiet: false,
   commTimeout: 600,
+  pad: false,
 };
 
 export const CHOICES: Partial<Record<keyof TrainOptions, readonly string[]>> = {
@@ -165,4 +172,10 @@ export function validateOptions(o: TrainOptions): void {
 /** Options with the automatic values (ranks 0 → dp × sp) filled in. */
 export function resolveOptions(o: TrainOptions): TrainOptions {
   return { ...o, ranks: o.ranks === 0 ? o.dp * o.sp : o.ranks };
+}
+
+/** The length attention runs on: --seq-len, or with --pad the next length the scheme's layout splits. */
+export function runSeqLen(o: Pick<TrainOptions, 'seqLen' | 'pad' | 'spScheme' | 'sp' | 'ulysses'>): number {
+  if (!o.pad || o.spScheme === 'local') return o.seqLen;
+  return paddedLength(o.spScheme, o.seqLen, o.sp, { ulysses: o.spScheme === 'hybrid' ? o.ulysses : undefined });
 }

@@ -52,8 +52,10 @@ const LN2 = Math.log(2);
 
 export async function trainRank(o: TrainOptions, corpus: Corpus, env: RankEnv, onStep?: (m: StepMetrics, totalSteps: number) => void): Promise<TrainResult> {
   const cfg = modelConfigOf(o);
+  // S real tokens per sequence; attention runs on the layout's length (S padded with --pad).
   const S = o.seqLen;
   const layout = env.attn.layout;
+  const Sa = layout.S;
   const pos = layout.positions(env.spRank);
   const T = pos.length;
   const arena = new Arena(o.dtype);
@@ -89,7 +91,7 @@ export async function trainRank(o: TrainOptions, corpus: Corpus, env: RankEnv, o
     for (let e = 0; e < o.evalBatches; e++) {
       const chunk = starts.slice((e * env.dp + env.dpRank) * o.batch, (e * env.dp + env.dpRank + 1) * o.batch);
       const sh = shardBatch(windows(corpus.val, chunk, S), 0, o.batch, pos);
-      const r = await model.forward({ ...sh, pos, S, attn: env.attn });
+      const r = await model.forward({ ...sh, pos, S: Sa, attn: env.attn });
       lossSum += r.lossSum;
       count += r.count;
     }
@@ -113,7 +115,7 @@ export async function trainRank(o: TrainOptions, corpus: Corpus, env: RankEnv, o
     model.grads.fill(0);
     let lossSum = 0;
     for (const m of micro) {
-      const r = await model.forward({ ...m, pos, S, attn: env.attn });
+      const r = await model.forward({ ...m, pos, S: Sa, attn: env.attn });
       lossSum += r.lossSum;
       await model.backward(1 / globalCount!);
     }

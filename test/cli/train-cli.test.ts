@@ -39,6 +39,7 @@ describe('seqpar train CLI', () => {
     ['missing checkpoint', ['--resume', join(dir, 'nothing')], /no checkpoint found/],
     ['unknown key in --config', ['--config', badJson], /unknown option 'nonsense'/],
     ['ranks not matching dp × sp', ['--ranks', '3', '--dp', '2'], /--ranks 3: must equal --dp 2 × --sp 1 = 2/],
+    ['seq-len the zigzag layout does not split', ['--sp', '2', '--sp-scheme', 'zigzag', '--seq-len', '13'], /zigzag: S=13 not divisible by 2\*sp=4 \(--pad pads it/],
   ];
   for (const [name, args, msg] of cases) {
     it(`exits 2 with one line for: ${name}`, () => {
@@ -65,6 +66,12 @@ describe('seqpar train CLI', () => {
     const r3 = run(['train', '--resume', out, '--width', '32']);
     assert.equal(r3.code, 2);
     assert.match(r3.stderr, /--width 32: differs from the checkpoint's 16/);
+  });
+
+  it('--pad trains a --seq-len the layout does not split (zigzag sp=2, 13 tokens padded to 16)', () => {
+    const args = TINY.map((a, i) => (TINY[i - 1] === '--seq-len' ? '13' : a));
+    const r = run(['train', ...args, '--data', dataFile, '--ranks', '2', '--sp', '2', '--sp-scheme', 'zigzag', '--transport', 'inproc', '--pad']);
+    assert.equal(r.code, 0, r.stderr);
   });
 
   it('prints help and exits 0', () => {
