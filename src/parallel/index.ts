@@ -91,8 +91,8 @@ export function layoutFor(scheme: SchemeName, S: number, P: number, opts: { ulys
  */
 export function paddedLength(scheme: SchemeName, S: number, P: number, opts: { ulysses?: number; allgatherLayout?: AllGatherLayout } = {}): number {
   if (!Number.isInteger(S) || S < 1) layoutFor(scheme, S, P, opts);  // throws naming S
-  // Every layout's period divides 2·sp² (hybrid: lcm(2·ring, ulysses·ring) ≤ 2·sp).
-  for (let s = S; s <= S + 2 * P * P; s++) {
+  // Every layout's period is at most 2·sp (zigzag 2·sp; hybrid lcm(2·ring, ulysses·ring) ≤ 2·sp).
+  for (let s = S; s <= S + 2 * P; s++) {
     try {
       layoutFor(scheme, s, P, opts);
       return s;
