@@ -90,6 +90,14 @@ describe('padded sequences: S the layout does not split', () => {
     });
   }
 
+  it('on the threads transport too: zigzag P=2, S=13 (float64)', async () => {
+    const c: Case = { B: 1, S: 13, H: 4, G: 2, D: 4, causal: true, dtype: 'float64' };
+    const x = makeInputs(c, 3);
+    const ref = kernelReference(c, x);
+    const got = await distributedAttention({ scheme: 'zigzag', P: 2, ...x, B: 1, S: 13, H: 4, G: 2, D: 4, pad: true, transport: 'threads' });
+    for (const f of FIELDS) expectAllClose(got[f]!, ref[f], tolFor('float64'), `zigzag threads padded: ${f}`);
+  });
+
   it('float32 on the native kernels: zigzag, ulysses, allgather at P = 2 and 3, against float64', async (t) => {
     if (!native) return t.skip(`native backend unavailable: ${skipReason}`);
     for (const scheme of ['zigzag', 'ulysses', 'allgather'] as const) {
