@@ -4,28 +4,17 @@
  * the validation bits/byte (float64, rel 1e-10), also composed with dp. Without --pad that length
  * is a one-line usage error.
  */
-import { describe, it, before, after } from 'node:test';
+import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { launchTraining } from '../../src/train/launch.js';
 import { runSeqLen, type TrainOptions } from '../../src/train/options.js';
-import { tinyOptions, tinyCorpus } from './util.js';
+import { tinyOptions, tinyCorpusFile } from './util.js';
 import { expectAllClose } from '../helpers.js';
 
-let dir = '';
-let data = '';
-before(() => {
-  dir = mkdtempSync(join(tmpdir(), 'seqpar-padtrain-'));
-  data = join(dir, 'data.txt');
-  const c = tinyCorpus();
-  writeFileSync(data, Buffer.concat([Buffer.from(c.train), Buffer.from(c.val)]));
-});
-after(() => rmSync(dir, { recursive: true, force: true }));
+const corpusFile = tinyCorpusFile('seqpar-padtrain-');
 
 const base = (over: Partial<TrainOptions>): TrainOptions =>
-  tinyOptions({ data, seqLen: 13, heads: 4, kvHeads: 2, width: 16, steps: 4, evalEvery: 2, backend: 'js', transport: 'inproc', dtype: 'float64', ...over });
+  tinyOptions({ data: corpusFile.path, seqLen: 13, heads: 4, kvHeads: 2, width: 16, steps: 4, evalEvery: 2, backend: 'js', transport: 'inproc', dtype: 'float64', ...over });
 
 // scheme, sp, ulysses, the padded length attention runs on
 const RUNS: [TrainOptions['spScheme'], number, number, number][] = [

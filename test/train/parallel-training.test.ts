@@ -2,14 +2,11 @@
  * Whole training runs under every sequence-parallel scheme and data parallelism equal
  * single-device training: losses and final weights (float64 tight; float32 loss curves).
  */
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { launchTraining } from '../../src/train/launch.js';
 import type { TrainOptions } from '../../src/train/options.js';
-import { tinyOptions, tinyCorpus } from './util.js';
+import { tinyOptions, tinyCorpus, tinyCorpusFile } from './util.js';
 import { expectAllClose } from '../helpers.js';
 import { jsKernels } from '../../src/kernels/js/index.js';
 import { createAttention } from '../../src/parallel/index.js';
@@ -19,19 +16,11 @@ import { Arena } from '../../src/tensor/arena.js';
 import { modelConfigOf } from '../../src/train/options.js';
 import { shardBatch, windows } from '../../src/train/data.js';
 
-let dir = '';
-let data = '';
-before(() => {
-  dir = mkdtempSync(join(tmpdir(), 'seqpar-ptrain-'));
-  data = join(dir, 'data.txt');
-  const c = tinyCorpus();
-  writeFileSync(data, Buffer.concat([Buffer.from(c.train), Buffer.from(c.val)]));
-});
-after(() => rmSync(dir, { recursive: true, force: true }));
+const corpusFile = tinyCorpusFile('seqpar-ptrain-');
 
 /** Tiny GQA config (H=4, G=2) with S divisible by every 2P used below. */
 const base = (over: Partial<TrainOptions>): TrainOptions =>
-  tinyOptions({ data, seqLen: 16, heads: 4, kvHeads: 2, width: 16, steps: 4, evalEvery: 2, backend: 'js', transport: 'inproc', ...over });
+  tinyOptions({ data: corpusFile.path, seqLen: 16, heads: 4, kvHeads: 2, width: 16, steps: 4, evalEvery: 2, backend: 'js', transport: 'inproc', ...over });
 
 const SCHEMES: [TrainOptions['spScheme'], number, number][] = [
   // scheme, sp, ulysses

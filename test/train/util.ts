@@ -5,6 +5,10 @@ import { trainRank, type TrainResult } from '../../src/train/trainer.js';
 import { jsKernels } from '../../src/kernels/js/index.js';
 import { createLocalAttention } from '../../src/parallel/local.js';
 import { Rng } from '../../src/tensor/rng.js';
+import { before, after } from 'node:test';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export function tinyOptions(over: Partial<TrainOptions> = {}): TrainOptions {
   return {
@@ -41,4 +45,20 @@ export function tinyCorpus(seed = 3): Corpus {
 export async function trainLocal(o: TrainOptions, corpus: Corpus = tinyCorpus()): Promise<TrainResult> {
   const attn = createLocalAttention(jsKernels, o.seqLen);
   return trainRank(o, corpus, { kernels: jsKernels, rank: 0, dpRank: 0, dp: 1, spRank: 0, sp: 1, attn, allReduceSum: async () => {} });
+}
+
+/**
+ * tinyCorpus as a --data file (train bytes then validation bytes) in a temporary directory for
+ * the enclosing test file: created before its tests, removed after. Read `.path` inside a test.
+ */
+export function tinyCorpusFile(prefix: string): { readonly dir: string; readonly path: string } {
+  const f = { dir: '', path: '' };
+  before(() => {
+    f.dir = mkdtempSync(join(tmpdir(), prefix));
+    f.path = join(f.dir, 'data.txt');
+    const c = tinyCorpus();
+    writeFileSync(f.path, Buffer.concat([Buffer.from(c.train), Buffer.from(c.val)]));
+  });
+  after(() => rmSync(f.dir, { recursive: true, force: true }));
+  return f;
 }
