@@ -26,7 +26,8 @@ export interface KernelBenchOptions {
 export interface KernelBenchRecord {
   theme: 'kernels';
   case: string;
-  kernel: 'sgemm' | 'attn_fwd' | 'attn_fwdbwd';
+  /** attn_fwd: the forward timed inside the forward+backward loop; attn_fwd_alone: in its own loop. */
+  kernel: 'sgemm' | 'attn_fwd' | 'attn_fwd_alone' | 'attn_fwdbwd';
   shape: Record<string, number | boolean>;
   threads: number;
   isa: string;
@@ -162,6 +163,7 @@ export function runKernelBench(opts: KernelBenchOptions = {}): KernelBenchRecord
             const shape = { B: 1, N, H: 1, G: 1, D, causal };
             const tag = `N=${N} D=${D}${causal ? ' causal' : ''}`;
             emit(`attn fwd ${tag}`, 'attn_fwd', shape, threads, r.extra!.flops, r.bytes, r.extra!.timing, r.checkRelErr);
+            emit(`attn fwd alone ${tag}`, 'attn_fwd_alone', shape, threads, r.extra!.flops, r.bytes, r.alone!, r.checkRelErr);
             emit(`attn fwd+bwd ${tag}`, 'attn_fwdbwd', shape, threads, r.flops, r.bytes, r.timing, r.checkRelErr);
           }
         }

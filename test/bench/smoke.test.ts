@@ -63,6 +63,11 @@ describe('benchmarks (smoke mode)', () => {
     const { runKernelBench } = await import('../../bench/kernels/index.js');
     const records = runKernelBench({ smoke: true, threads: 2, log: () => {} });
     assert.ok(records.length > 0);
+    // every attention shape has its forward timed inside the forward+backward loop and alone
+    const kinds = (k: string) => records.filter((r) => r.kernel === k).map((r) => `${r.threads} ${JSON.stringify(r.shape)}`);
+    assert.ok(kinds('attn_fwd').length > 0);
+    assert.deepEqual(kinds('attn_fwd_alone'), kinds('attn_fwd'));
+    assert.deepEqual(kinds('attn_fwdbwd'), kinds('attn_fwd'));
     const peak = records[0]!.peakGflops / records[0]!.threads;
     for (const r of records) {
       assert.ok(Math.abs(r.peakGflops / r.threads - peak) <= 1e-9 * peak, `${r.case}: one peak for the whole run`);
