@@ -11,7 +11,7 @@ import { runSeqLen } from '../train/options.js';
 import { parseTrainArgs, TRAIN_HELP, UsageError } from './args.js';
 import { formatBytes, formatSec } from '../train/progress.js';
 
-const MODEL_KEYS: (keyof TrainOptions)[] = ['width', 'layers', 'heads', 'kvHeads', 'ffn', 'norm', 'activation', 'tiedHead', 'bias', 'dtype'];
+const MODEL_KEYS: (keyof TrainOptions)[] = ['width', 'layers', 'heads', 'kvHeads', 'ffn', 'norm', 'activation', 'tiedHead', 'bias', 'dtype', 'window'];
 
 /** Resolves options (flags, config, checkpoint) and loads the data; throws UsageError on bad input. */
 export function prepareTraining(argv: readonly string[]): { options: TrainOptions; corpus: Corpus } | 'help' {

@@ -23,6 +23,8 @@ export interface GPTConfig {
   bias: boolean;
   ropeBase: number;
   normEps: number;
+  /** Sliding-window attention: each token attends itself and the `window` tokens before it; absent: all before it. */
+  window?: number;
 }
 
 export const DEFAULT_CONFIG: GPTConfig = {
@@ -52,6 +54,7 @@ export function validateConfig(c: GPTConfig): void {
   if ((c.width / c.heads) % 2 !== 0) throw new Error(`head dim ${c.width / c.heads} (width/heads) must be even for RoPE`);
   if (c.norm !== 'layernorm' && c.norm !== 'rmsnorm') throw new Error(`norm=${c.norm} is not one of layernorm|rmsnorm`);
   if (c.activation !== 'gelu' && c.activation !== 'swiglu') throw new Error(`activation=${c.activation} is not one of gelu|swiglu`);
+  if (c.window !== undefined && !(Number.isInteger(c.window) && c.window >= 1)) throw new Error(`window=${c.window} must be a positive integer`);
 }
 
 export function headDim(c: GPTConfig): number {

@@ -97,6 +97,7 @@ export class GPT {
       G: this.cfg.kvHeads,
       D,
       causal: true,
+      ...(this.cfg.window !== undefined ? { window: this.cfg.window } : {}),
       scale: 1 / Math.sqrt(D),
     };
     return { cfg: this.cfg, k: this.k, store: this.store, params: this.params, grads: this.grads, attn: inp.attn, pos: inp.pos, dims };

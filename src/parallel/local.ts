@@ -20,11 +20,13 @@ export interface InnerAttention {
 }
 
 export function blockDims(d: AttnDims, Tq: number, Tk: number): AttnBlockDims {
-  return { B: d.B, Tq, Tk, H: d.H, G: d.G, D: d.D, scale: d.scale, mask: { causal: d.causal } };
+  const mask = d.window === undefined ? { causal: d.causal } : { causal: d.causal, windowLeft: d.window };
+  return { B: d.B, Tq, Tk, H: d.H, G: d.G, D: d.D, scale: d.scale, mask };
 }
 
 /** Checks buffer sizes against dims once per call, so a wrong shard size is an error, not a NaN. */
 export function checkShapes(what: string, d: AttnDims, bufs: Record<string, Buf | undefined>): void {
+  if (d.window !== undefined && !(Number.isInteger(d.window) && d.window >= 0)) throw new Error(`${what}: window=${d.window} must be a non-negative integer`);
   const want: Record<string, number> = {
     q: d.B * d.T * d.H * d.D,
     out: d.B * d.T * d.H * d.D,

@@ -59,7 +59,8 @@ export function createRsaAttention(group: ProcessGroup, S: number, realS = S): A
           const qo = ((b * T + t) * H + h) * D;
           const so = ((b * H + h) * T + t) * S + j * T;
           for (let c = 0; c < T; c++) {
-            if ((d.causal && j * T + c > r * T + t) || j * T + c >= realS || r * T + t >= realS) {
+            const kp = j * T + c, qp = r * T + t;
+            if ((d.causal && kp > qp) || (d.window !== undefined && kp < qp - d.window) || kp >= realS || qp >= realS) {
               sc[so + c] = -Infinity;
               continue;
             }

@@ -32,6 +32,12 @@ export interface AttnDims {
   G: number;
   D: number;
   causal: boolean;
+  /**
+   * Sliding window: a query at global position p attends only keys at positions ≥ p − window
+   * (kernels/types.ts AttnMask windowLeft; with causal, the window + 1 positions up to p). Absent:
+   * no window. A non-negative integer.
+   */
+  window?: number;
   scale: number;
 }
 

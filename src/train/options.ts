@@ -52,6 +52,8 @@ export interface TrainOptions {
    * no targets and is masked out of attention); off: such a --seq-len is an error.
    */
   pad: boolean;
+  /** Sliding-window attention over the `window` previous tokens and itself; 0: full causal attention. */
+  window: number;
 }
 
 /** Defaults sized so `npx seqpar train` finishes in a few minutes on 2 cores with the native backend. */
@@ -97,6 +99,7 @@ export const DEFAULT_OPTIONS: TrainOptions = {
   quiet: false,
   commTimeout: 600,
   pad: false,
+  window: 0,
 };
 
 export const CHOICES: Partial<Record<keyof TrainOptions, readonly string[]>> = {
@@ -110,7 +113,7 @@ export const CHOICES: Partial<Record<keyof TrainOptions, readonly string[]>> = {
 
 const POSITIVE_INT: (keyof TrainOptions)[] = ['steps', 'seqLen', 'batch', 'gradAccum', 'width', 'layers', 'heads', 'kvHeads', 'ffn', 'evalBatches', 'sp', 'dp', 'ulysses', 'logEvery'];
 /** threads 0 = auto (all cores for one rank, 1 per rank otherwise); ranks 0 = dp × sp. */
-const NONNEG_INT: (keyof TrainOptions)[] = ['warmup', 'evalEvery', 'checkpointEvery', 'seed', 'threads', 'ranks'];
+const NONNEG_INT: (keyof TrainOptions)[] = ['window', 'warmup', 'evalEvery', 'checkpointEvery', 'seed', 'threads', 'ranks'];
 
 /** camelCase option → its CLI flag, for messages. */
 export function flagOf(k: string): string {
@@ -129,6 +132,7 @@ export function modelConfigOf(o: TrainOptions): GPTConfig {
     activation: o.activation,
     tiedHead: o.tiedHead,
     bias: o.bias,
+    ...(o.window > 0 ? { window: o.window } : {}),
   };
 }
 

@@ -12,6 +12,8 @@ export interface Case {
   D: number;
   causal: boolean;
   dtype: DType;
+  /** Sliding window (AttnDims.window); absent: none. */
+  window?: number;
 }
 
 export interface Inputs {
@@ -43,7 +45,8 @@ export interface Grads {
 export function kernelReference(c: Case, x: Inputs): Grads {
   const { B, S, H, G, D, dtype } = c;
   const pos = Int32Array.from({ length: S }, (_, i) => i);
-  const dims = { B, Tq: S, Tk: S, H, G, D, scale: 1 / Math.sqrt(D), mask: { causal: c.causal } };
+  const mask = c.window === undefined ? { causal: c.causal } : { causal: c.causal, windowLeft: c.window };
+  const dims = { B, Tq: S, Tk: S, H, G, D, scale: 1 / Math.sqrt(D), mask };
   const out = allocBuf(dtype, B * S * H * D);
   const lse = allocBuf(dtype, B * S * H).fill(-Infinity);
   jsKernels.attnForward({ out, lse }, { q: x.q, k: x.k, v: x.v, qPos: pos, kPos: pos }, dims);
@@ -61,5 +64,5 @@ export function tolFor(dtype: DType): { rtol: number; atol: number } {
 }
 
 export function caseName(c: Case, extra = ''): string {
-  return `B=${c.B} S=${c.S} H=${c.H} G=${c.G} D=${c.D} ${c.causal ? 'causal' : 'full'} ${c.dtype}${extra ? ' ' + extra : ''}`;
+  return `B=${c.B} S=${c.S} H=${c.H} G=${c.G} D=${c.D} ${c.causal ? 'causal' : 'full'}${c.window !== undefined ? ` window=${c.window}` : ''} ${c.dtype}${extra ? ' ' + extra : ''}`;
 }
