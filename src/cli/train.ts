@@ -4,10 +4,9 @@
  */
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { loadBrownCorpus, loadFileCorpus, type Corpus } from '../train/data.js';
-import { flagOf, resolveOptions, validateOptions, type TrainOptions } from '../train/options.js';
+import { DEFAULT_OPTIONS, flagOf, resolveOptions, runSeqLen, validateOptions, type TrainOptions } from '../train/options.js';
 import { launchTraining } from '../train/launch.js';
 import { validateScheme } from '../parallel/index.js';
-import { runSeqLen } from '../train/options.js';
 import { parseTrainArgs, TRAIN_HELP, UsageError } from './args.js';
 import { formatBytes, formatSec } from '../train/progress.js';
 
@@ -27,9 +26,10 @@ export function prepareTraining(argv: readonly string[]): { options: TrainOption
     }
     const saved = ck.state.train as unknown as TrainOptions;
     for (const k of MODEL_KEYS) {
-      if (parsed.explicit.has(k) && saved[k] !== o[k]) throw new UsageError(`${flagOf(k)} ${String(o[k])}: differs from the checkpoint's ${String(saved[k])}`);
+      if (parsed.explicit.has(k) && (saved[k] ?? DEFAULT_OPTIONS[k]) !== o[k]) throw new UsageError(`${flagOf(k)} ${String(o[k])}: differs from the checkpoint's ${String(saved[k])}`);
     }
-    const merged = { ...saved } as TrainOptions;
+    // Options added after the checkpoint was written (--pad, --window) take their defaults.
+    const merged = { ...DEFAULT_OPTIONS, ...saved } as TrainOptions;
     for (const k of parsed.explicit) (merged as unknown as Record<string, unknown>)[k] = o[k];
     merged.resume = o.resume;
     if (ck.state.step >= merged.steps) throw new UsageError(`--steps ${merged.steps}: the checkpoint is already at step ${ck.state.step}`);

@@ -74,6 +74,19 @@ describe('seqpar train CLI', () => {
     assert.equal(r.code, 0, r.stderr);
   });
 
+  it('resumes a checkpoint written before --pad and --window existed (their defaults apply)', () => {
+    const out = join(dir, 'old-run');
+    assert.equal(run(['train', ...TINY, '--data', dataFile, '--out', out]).code, 0);
+    const statePath = join(out, 'ckpt-000002', 'state.json');
+    const state = JSON.parse(readFileSync(statePath, 'utf8'));
+    delete state.train.pad;
+    delete state.train.window;
+    writeFileSync(statePath, JSON.stringify(state));
+    const r = run(['train', '--resume', out, '--steps', '3', '--quiet']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').length, 3);
+  });
+
   it('prints help and exits 0', () => {
     const r = run(['train', '--help']);
     assert.equal(r.code, 0);
