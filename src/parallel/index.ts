@@ -16,7 +16,7 @@ import { sentBytes } from '../comm/log.js';
 import type { AttentionOp, AttnCost, AttnDims, SchemeName } from './types.js';
 import { allowedPairs, contiguousLayout, hybridLayout, padLayout, stripeLayout, zigzagLayout, type ChunkedLayout } from './layout.js';
 import { createLocalAttention } from './local.js';
-import { createRingAttention } from './ring.js';
+import { createRingAttention, ringLayout, ringSteps } from './ring.js';
 import { createUlyssesAttention, ulyssesSavedSizes, ulyssesSplits } from './ulysses.js';
 import { allgatherLayout, createAllGatherAttention, type AllGatherLayout } from './allgather.js';
 import { createRsaAttention } from './rsa.js';
@@ -25,7 +25,7 @@ import type { Scratch } from './util.js';
 
 export * from './layout.js';
 export { createLocalAttention } from './local.js';
-export { createRingAttention, ringLayout, tileRules, type RingKind, type TileRule } from './ring.js';
+export { createRingAttention, ringLayout, ringSteps, tileRules, type RingKind, type TileRule } from './ring.js';
 export { createUlyssesAttention } from './ulysses.js';
 export { createAllGatherAttention } from './allgather.js';
 export { createRsaAttention } from './rsa.js';
@@ -184,14 +184,15 @@ export interface CostOptions {
 export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOptions = {}): PlannedCall[] {
   const beta = o.bytesPerElement ?? 4;
   const { B, S, H, G, D } = d;
-  const ringCalls = (axis: string, Pr: number, n: number) => {
-    // n = elements of one k (or v) block; k|v travel packed, dK|dV likewise.
+  const ringCalls = (axis: string, Pr: number, n: number, steps = Pr) => {
+    // n = elements of one k (or v) block; k|v travel packed, dK|dV likewise. `steps`: the ring
+    // steps a sliding window leaves (ring.ts ringSteps; Pr without one).
     const fwd: PlannedCall[] = [];
-    for (let s = 0; s < Pr - 1; s++) fwd.push({ axis, op: 'sendRecv', bufBytes: 2 * n * beta, P: Pr, remote: true });
+    for (let s = 0; s < steps - 1; s++) fwd.push({ axis, op: 'sendRecv', bufBytes: 2 * n * beta, P: Pr, remote: true });
     const bwd: PlannedCall[] = [];
-    for (let s = 0; s < Pr; s++) {
-      if (s < Pr - 1) bwd.push({ axis, op: 'sendRecv', bufBytes: 2 * n * beta, P: Pr, remote: true });
-      // dK|dV accumulators travel P − 1 hops (ring.ts): one per step after the first
+    for (let s = 0; s < steps; s++) {
+      if (s < steps - 1) bwd.push({ axis, op: 'sendRecv', bufBytes: 2 * n * beta, P: Pr, remote: true });
+      // dK|dV accumulators travel steps − 1 hops (ring.ts): one per step after the first
       if (s >= 1) bwd.push({ axis, op: 'sendRecv', bufBytes: 2 * n * beta, P: Pr, remote: true });
     }
     return { fwd, bwd };
@@ -220,7 +221,7 @@ export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOpti
     case 'ring':
     case 'zigzag':
     case 'stripe': {
-      const { fwd, bwd } = ringCalls('sp', P, B * T * G * D);
+      const { fwd, bwd } = ringCalls('sp', P, B * T * G * D, ringSteps(ringLayout(scheme, S, P), d.causal, d.window));
       return [...fwd, ...bwd];
     }
     case 'ulysses': {
@@ -242,7 +243,7 @@ export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOpti
       if (u === undefined || P % u !== 0) throw new Error(`hybrid: ulysses=${u} must be a positive divisor of sp=${P}`);
       const r = P / u;
       const x = a2a('ulysses', u, T, H, G);
-      const { fwd, bwd } = ringCalls('ring', r, B * (S / r) * x.Gl * D);
+      const { fwd, bwd } = ringCalls('ring', r, B * (S / r) * x.Gl * D, ringSteps(zigzagLayout(S, r, 'hybrid'), d.causal, d.window));
       return [...x.fwdIn, ...fwd, ...x.fwdOut, ...x.bwdIn, ...bwd, ...x.bwdOut];
     }
     default:

@@ -10,11 +10,15 @@
  * accumulator of block j starts at rank j+1, collects every other rank's contribution as it moves,
  * and reaches the owner after P−1 hops (TransformerEngine's schedule; ring_flash_attn starts it at
  * the owner and needs P hops, algorithms.md C5).
+ *
+ * Sliding windows (AttnDims.window): the ring runs only the steps that carry an allowed pair for
+ * some rank (ringSteps; with the contiguous layout and a window within one block, 2 of P), and the
+ * last accumulator hop goes straight to its owner instead of around the rest of the ring.
  */
 import type { Buf } from '../tensor/dtype.js';
 import type { Kernels } from '../kernels/types.js';
 import type { ProcessGroup } from '../comm/types.js';
-import type { AttentionOp, AttnDims } from './types.js';
+import type { AttentionOp, AttnDims, SeqLayout } from './types.js';
 import type { ChunkedLayout } from './layout.js';
 import { contiguousLayout, padLayout, stripeLayout, zigzagLayout } from './layout.js';
 import { blockDims, checkShapes, type InnerAttention } from './local.js';
@@ -40,6 +44,40 @@ export const tileRules: Record<RingKind, TileRule> = {
   stripe: () => true,
 };
 
+/**
+ * Ring steps that can carry an allowed (query, key) pair: 1 + the largest s for which some rank r's
+ * queries may attend a key of rank (r − s) mod P, judged on the layout's positions (padding, −1,
+ * attends nothing) under the causal flag and the window. Without a window every step may (P).
+ */
+export function ringSteps(layout: SeqLayout, causal: boolean, window?: number): number {
+  const P = layout.P;
+  if (window === undefined || P === 1) return P;
+  const keys = Array.from({ length: P }, (_, j) => layout.positions(j).filter((p) => p >= 0).sort());
+  // does sorted `ks` hold a position in [lo, hi]?
+  const anyIn = (ks: Int32Array, lo: number, hi: number): boolean => {
+    let a = 0;
+    let b = ks.length;
+    while (a < b) {
+      const m = (a + b) >> 1;
+      if (ks[m]! < lo) a = m + 1;
+      else b = m;
+    }
+    return a < ks.length && ks[a]! <= hi;
+  };
+  let last = 0;
+  for (let r = 0; r < P; r++) {
+    const qs = layout.positions(r);
+    for (let s = P - 1; s > last; s--) {
+      const ks = keys[(r - s + P) % P]!;
+      if (qs.some((q) => q >= 0 && anyIn(ks, q - window, causal ? q : Infinity))) {
+        last = s;
+        break;
+      }
+    }
+  }
+  return last + 1;
+}
+
 export function ringLayout(kind: RingKind, S: number, P: number): ChunkedLayout {
   return kind === 'zigzag' ? zigzagLayout(S, P) : kind === 'stripe' ? stripeLayout(S, P) : contiguousLayout(S, P, 'ring');
 }
@@ -63,6 +101,14 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
   const next = (r + 1) % P;
   const prev = (r - 1 + P) % P;
   const tileOn = (causal: boolean, j: number, qc: number, kc: number) => !causal || rule(r, j, qc, kc);
+  // Steps per (causal, window), the same on every rank (from the layout alone).
+  const stepMemo = new Map<string, number>();
+  const stepsOf = (d: AttnDims): number => {
+    const key = `${d.causal}/${d.window}`;
+    let n = stepMemo.get(key);
+    if (n === undefined) stepMemo.set(key, (n = ringSteps(layout, d.causal, d.window)));
+    return n;
+  };
   /**
    * The kernel calls of step j, as chunk ranges [q0, q1) × [k0, k1). When chunks are views of one
    * buffer (`merge`: B = 1 or c = 1) the visible tiles go in ONE call over their bounding
@@ -153,11 +199,12 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
       for (const x of outC) x.fill(0);
       for (const x of lseC) x.fill(-Infinity);
       const kv = kvRing(i.k, i.v, d);
-      for (let s = 0; s < P; s++) {
+      const nS = stepsOf(d);
+      for (let s = 0; s < nS; s++) {
         const j = (r - s + P) % P;
         const cur = kv.cur;
         // [2, B, T, G, D] k|v of rank j -sendRecv(ring: to r+1, from r−1)-> k|v of rank j−1, while we compute on j.
-        let pending = s < P - 1 ? group.sendRecv(cur, next, kv.nxt, prev) : null;
+        let pending = s < nS - 1 ? group.sendRecv(cur, next, kv.nxt, prev) : null;
         if (pending && !overlap) {
           await pending;
           pending = null;
@@ -170,7 +217,7 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
             blockDims(d, (q1 - q0) * Tc, (k1 - k0) * Tc),
           );
         }
-        if (s < P - 1) {
+        if (s < nS - 1) {
           if (pending) await pending;
           kv.advance();
         }
@@ -211,11 +258,12 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
       const local = P > 2 ? scratch.alloc(like, 2 * n) : null;
       let ai = 0;
       let accPending: Promise<void> | null = null;
-      for (let s = 0; s < P; s++) {
+      const nS = stepsOf(d);
+      for (let s = 0; s < nS; s++) {
         const j = (r - s + P) % P;
         const cur = kv.cur;
         // [2, B, T, G, D] k|v -sendRecv(ring: to r+1, from r−1)-> next block, overlapped with this step.
-        let pending = s < P - 1 ? group.sendRecv(cur, next, kv.nxt, prev) : null;
+        let pending = s < nS - 1 ? group.sendRecv(cur, next, kv.nxt, prev) : null;
         if (pending && !overlap) {
           await pending;
           pending = null;
@@ -239,29 +287,31 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
           add(acc[ai]!, local!);
         }
         if (s >= 1) {
-          // [2, B, T, G, D] dK|dV of block j -sendRecv(ring: to r+1, from r−1)-> accumulator of block j−1
-          // (at the last step: to block j's owner r + 1, and ours arrives).
-          accPending = group.sendRecv(acc[ai]!, next, acc[1 - ai]!, prev);
+          // [2, B, T, G, D] dK|dV of block j -sendRecv(ring: to r+1, from r−1)-> accumulator of block j−1;
+          // at the last step straight to block j's owner r − s (r + 1 when the ring runs all P
+          // steps), and ours arrives from r + s.
+          const lastStep = s === nS - 1;
+          accPending = group.sendRecv(acc[ai]!, lastStep ? j : next, acc[1 - ai]!, lastStep ? (r + s) % P : prev);
           ai = 1 - ai;
           if (!overlap) {
             await accPending;
             accPending = null;
           }
         }
-        if (s < P - 1) {
+        if (s < nS - 1) {
           if (pending) await pending;
           kv.advance();
         }
       }
-      // The accumulator that arrives last is our own block's, from ranks r + 1 .. r + P − 1.
+      // The accumulator that arrives last is our own block's, from ranks r + 1 .. r + nS − 1.
       if (accPending) await accPending;
       if (home) {
-        if (P > 1) add(home, acc[ai]!);
+        if (nS > 1) add(home, acc[ai]!);
         // [2][c][B, T/c, G, D] -join-> [B, T, G, D] dk, dv (+=)
         const m = n / c;
         joinChunks(g.dk, Array.from({ length: c }, (_, kc) => home.subarray(kc * m, (kc + 1) * m)), B, T, d.G * D, true);
         joinChunks(g.dv, Array.from({ length: c }, (_, kc) => home.subarray(n + kc * m, n + (kc + 1) * m)), B, T, d.G * D, true);
-      } else if (P > 1) {
+      } else if (nS > 1) {
         add(g.dk, acc[ai]!.subarray(0, n));
         add(g.dv, acc[ai]!.subarray(n, 2 * n));
       }

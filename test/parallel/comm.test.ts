@@ -9,7 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { distributedAttention } from '../../src/parallel/distributed.js';
-import { commPlan, cost, createAttention, validateScheme } from '../../src/parallel/index.js';
+import { commPlan, cost, createAttention, ringLayout, ringSteps, validateScheme } from '../../src/parallel/index.js';
 import type { AttnDims, SchemeName } from '../../src/parallel/types.js';
 import { runRanks } from '../../src/comm/run.js';
 import { DeviceMesh } from '../../src/comm/mesh.js';
@@ -18,6 +18,7 @@ import type { CommBuf, ProcessGroup, ReduceOp, RowMap } from '../../src/comm/typ
 import { jsKernels } from '../../src/kernels/js/index.js';
 import { allocBuf } from '../../src/tensor/dtype.js';
 import { kernelReference, makeInputs, type Case } from './harness.js';
+import { expectAllClose } from '../helpers.js';
 
 interface Run {
   scheme: SchemeName;
@@ -69,6 +70,36 @@ describe('communication', () => {
           assert.equal(got.length, plan.length, `${what} rank ${r}: ${got.length} calls logged, ${plan.length} planned`);
           for (const [axis, b] of Object.entries(want)) assert.equal(rk.commBytes[axis] ?? 0, b, `${what} rank ${r} axis ${axis}`);
         });
+      }
+    }
+  });
+
+  it('sliding windows: the ring runs only the steps a window leaves, and logs exactly the planned calls', async () => {
+    // contiguous blocks of T = 8: a window within one block needs only the previous rank's block
+    const lay = ringLayout('ring', 32, 4);
+    assert.deepEqual([0, 3, 8, 9, 16, 17].map((w) => ringSteps(lay, true, w)), [1, 2, 2, 3, 3, 4]);
+    assert.equal(ringSteps(lay, true), 4);
+    assert.equal(ringSteps(lay, false, 3), 4);  // without causality the later blocks stay visible
+    assert.equal(ringSteps(ringLayout('stripe', 32, 4), true, 3), 4);  // every rank holds a neighbour
+    for (const run of [{ scheme: 'ring', P: 4 }, { scheme: 'ring', P: 3 }, { scheme: 'zigzag', P: 4 }, { scheme: 'stripe', P: 2 }, { scheme: 'hybrid', P: 4, ulysses: 2 }] as Run[]) {
+      for (const window of [0, 3, 13]) {
+        const c: Case = { B: 1, S: 8 * run.P, H: 4, G: 2, D: 4, causal: true, window, dtype: 'float64' };
+        const x = makeInputs(c, 5);
+        const res = await distributedAttention({ ...run, ...x, B: 1, S: c.S, H: 4, G: 2, D: 4, window });
+        const ref = kernelReference(c, x);
+        const d: AttnDims = { B: 1, S: c.S, T: c.S / run.P, H: 4, G: 2, D: 4, causal: true, window, scale: 0.5 };
+        const plan = commPlan(run.scheme, d, run.P, { bytesPerElement: 8, ulysses: run.ulysses });
+        const what = `${run.scheme} P=${run.P} window=${window}`;
+        for (const f of ['out', 'lse', 'dq', 'dk', 'dv'] as const) expectAllClose(res[f]!, ref[f], { rtol: 1e-10, atol: 1e-12 }, `${what}: ${f}`);
+        res.ranks.forEach((rk, r) => {
+          const got = Object.values(rk.records).flat();
+          assert.equal(got.length, plan.length, `${what} rank ${r}: ${got.length} calls logged, ${plan.length} planned`);
+          for (const [axis, b] of Object.entries(cost(run.scheme, d, run.P, { bytesPerElement: 8, ulysses: run.ulysses }).commBytes)) assert.equal(rk.commBytes[axis] ?? 0, b, `${what} rank ${r} axis ${axis}`);
+        });
+        if (run.scheme === 'ring' && window <= 8) {
+          const sends = plan.filter((q) => q.op === 'sendRecv').length;
+          assert.equal(sends, window === 0 ? 0 : 3, `${what}: ${sends} transfers (forward k|v once, backward k|v and dK|dV once)`);
+        }
       }
     }
   });
