@@ -67,6 +67,15 @@ describe('sliding-window attention under every scheme equals single-device atten
     }
   });
 
+  it('on the threads transport too: ring P=4 with a window within one block (the last hop skips ranks)', async () => {
+    const c: Case = { B: 1, S: 32, H: 4, G: 2, D: 4, causal: true, window: 3, dtype: 'float64' };
+    const x = makeInputs(c, 2);
+    const ref = kernelReference(c, x);
+    const got = await distributedAttention({ scheme: 'ring', P: 4, ...x, B: 1, S: 32, H: 4, G: 2, D: 4, window: 3, transport: 'threads' });
+    for (const f of FIELDS) expectAllClose(got[f]!, ref[f], tolFor('float64'), `ring threads window=3: ${f}`);
+    assert.equal(got.ranks[0]!.records['sp']!.length, 3);
+  });
+
   it('the window changes the result (so the cases above test it), and a negative window is an error', async () => {
     const c: Case = { B: 1, S: 16, H: 2, G: 2, D: 4, causal: true, dtype: 'float64' };
     const x = makeInputs(c, 1);
