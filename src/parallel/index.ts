@@ -268,17 +268,17 @@ function busiestRankFlops(scheme: SchemeName, d: AttnDims, P: number, o: CostOpt
   const { B, S, H, D, causal } = d;
   const perPair = 14 * D * B;
   if (scheme === 'rsa') return perPair * H * (S / P) * S;
-  if (scheme === 'ulysses') return perPair * (H / P) * allowedPairs(contiguousLayout(S, 1).positions(0), S, causal);
+  if (scheme === 'ulysses') return perPair * (H / P) * allowedPairs(contiguousLayout(S, 1).positions(0), S, causal, d.window);
   const layout = layoutFor(scheme, S, P, o);
   let worst = 0;
   if (scheme === 'hybrid') {
     // A rank computes H/u heads for all tokens of its ring rank's zigzag pair.
     const u = o.ulysses!;
     const pair = zigzagLayout(S, P / u);
-    for (let rho = 0; rho < P / u; rho++) worst = Math.max(worst, allowedPairs(pair.positions(rho), S, causal));
+    for (let rho = 0; rho < P / u; rho++) worst = Math.max(worst, allowedPairs(pair.positions(rho), S, causal, d.window));
     return perPair * (H / u) * worst;
   }
-  for (let r = 0; r < P; r++) worst = Math.max(worst, allowedPairs(layout.positions(r), S, causal));
+  for (let r = 0; r < P; r++) worst = Math.max(worst, allowedPairs(layout.positions(r), S, causal, d.window));
   return perPair * H * worst;
 }
 

@@ -187,9 +187,16 @@ export function unshardTokens(layout: SeqLayout, shards: readonly Buf[], B: numb
   return out;
 }
 
-/** Number of (query, key) pairs a causal (or full) mask allows for the given query positions. */
-export function allowedPairs(qPos: Int32Array, S: number, causal: boolean): number {
+/**
+ * Number of (query, key) pairs a causal (or full) mask, and a sliding window when given (keys ≥
+ * p − window), allows for the given query positions over keys 0..S−1; padding (p < 0) has none.
+ */
+export function allowedPairs(qPos: Int32Array, S: number, causal: boolean, window?: number): number {
   let n = 0;
-  for (const p of qPos) if (p >= 0) n += causal ? p + 1 : S;
+  for (const p of qPos) {
+    if (p < 0) continue;
+    const lo = window === undefined ? 0 : Math.max(0, p - window);
+    n += (causal ? p + 1 : S) - lo;
+  }
   return n;
 }

@@ -155,4 +155,15 @@ describe('ring tile rules and load balance', () => {
       assert.equal(Math.max(...sp) - Math.min(...sp), (S / P) * (P - 1), `stripe P=${P}`);
     }
   });
+  it('allowedPairs counts what the mask allows: causal or not, with a window, padding none (brute force)', () => {
+    const S = 20;
+    const qPos = Int32Array.from([0, 3, 7, 19, -1, 12]);
+    for (const causal of [true, false]) {
+      for (const window of [undefined, 0, 2, 5, 30]) {
+        let n = 0;
+        for (const q of qPos) for (let k = 0; k < S; k++) if (q >= 0 && (!causal || k <= q) && (window === undefined || k >= q - window)) n++;
+        assert.equal(allowedPairs(qPos, S, causal, window), n, `causal=${causal} window=${window}`);
+      }
+    }
+  });
 });
