@@ -17,14 +17,8 @@ import { sentBytes } from '../../src/comm/log.js';
 import type { CommBuf, ProcessGroup, ReduceOp, RowMap } from '../../src/comm/types.js';
 import { jsKernels } from '../../src/kernels/js/index.js';
 import { allocBuf } from '../../src/tensor/dtype.js';
-import { kernelReference, makeInputs, type Case } from './harness.js';
+import { kernelReference, makeInputs, type Case, type Run } from './harness.js';
 import { expectAllClose } from '../helpers.js';
-
-interface Run {
-  scheme: SchemeName;
-  P: number;
-  ulysses?: number;
-}
 
 const RUNS: Run[] = [
   { scheme: 'local', P: 1 },

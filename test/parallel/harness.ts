@@ -3,6 +3,19 @@ import type { Buf, DType } from '../../src/tensor/dtype.js';
 import { allocBuf } from '../../src/tensor/dtype.js';
 import { jsKernels } from '../../src/kernels/js/index.js';
 import { randn } from '../helpers.js';
+import type { SchemeName } from '../../src/parallel/types.js';
+
+/** One scheme on P ranks (hybrid: with its ulysses size). */
+export interface Run {
+  scheme: SchemeName;
+  P: number;
+  ulysses?: number;
+}
+
+export const runLabel = (r: Run): string => `${r.scheme} P=${r.P}${r.ulysses !== undefined ? ` ulysses=${r.ulysses}` : ''}`;
+
+/** What distributedAttention returns for a case, compared field by field with the reference. */
+export const FIELDS = ['out', 'lse', 'dq', 'dk', 'dv'] as const;
 
 export interface Case {
   B: number;

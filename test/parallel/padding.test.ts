@@ -8,19 +8,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { distributedAttention } from '../../src/parallel/distributed.js';
-import type { SchemeName } from '../../src/parallel/types.js';
 import { layoutFor, padLayout, paddedLength, shardTokens, unshardTokens, validateScheme } from '../../src/parallel/index.js';
 import { expectAllClose, toF64 } from '../helpers.js';
 import { close32, native, skipReason } from '../kernels/native-util.js';
-import { caseName, kernelReference, makeInputs, tolFor, type Case } from './harness.js';
-
-const FIELDS = ['out', 'lse', 'dq', 'dk', 'dv'] as const;
-
-interface Run {
-  scheme: SchemeName;
-  P: number;
-  ulysses?: number;
-}
+import { caseName, kernelReference, makeInputs, tolFor, type Case, type Run, FIELDS, runLabel } from './harness.js';
 
 const RUNS: Run[] = [
   ...[2, 3, 4].flatMap((P): Run[] => (['ring', 'zigzag', 'stripe', 'ulysses', 'allgather', 'rsa'] as const).map((scheme) => ({ scheme, P }))),
@@ -28,7 +19,7 @@ const RUNS: Run[] = [
   { scheme: 'hybrid', P: 2, ulysses: 1 },
 ];
 
-const label = (r: Run) => `${r.scheme} P=${r.P}${r.ulysses !== undefined ? ` ulysses=${r.ulysses}` : ''}`;
+const label = runLabel;
 
 async function check(run: Run, c: Case): Promise<void> {
   const x = makeInputs(c, 11 * c.S + c.G);

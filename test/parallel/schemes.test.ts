@@ -6,19 +6,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { distributedAttention } from '../../src/parallel/distributed.js';
-import type { SchemeName } from '../../src/parallel/types.js';
 import { validateScheme } from '../../src/parallel/index.js';
 import { refAttention, refAttentionBackward } from '../reference/attention.js';
 import { expectAllClose } from '../helpers.js';
-import { caseName, kernelReference, makeInputs, tolFor, type Case } from './harness.js';
-
-const FIELDS = ['out', 'lse', 'dq', 'dk', 'dv'] as const;
-
-interface Run {
-  scheme: SchemeName;
-  P: number;
-  ulysses?: number;
-}
+import { caseName, kernelReference, makeInputs, tolFor, type Case, type Run, FIELDS, runLabel } from './harness.js';
 
 function valid(run: Run, c: Case): boolean {
   try {
@@ -61,7 +52,7 @@ const RUNS: Run[] = [
 
 describe('sequence-parallel schemes equal single-device attention (inproc)', () => {
   for (const run of RUNS) {
-    const label = `${run.scheme} P=${run.P}${run.ulysses !== undefined ? ` ulysses=${run.ulysses}` : ''}`;
+    const label = runLabel(run);
     it(`${label}: f64, causal/full, G ∈ {1,2,H}, B ∈ {1,2}`, async () => {
       let ran = 0;
       for (const causal of [true, false]) {

@@ -6,18 +6,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { distributedAttention } from '../../src/parallel/distributed.js';
-import type { SchemeName } from '../../src/parallel/types.js';
 import { expectAllClose, toF64 } from '../helpers.js';
 import { close32, native, skipReason } from '../kernels/native-util.js';
-import { caseName, kernelReference, makeInputs, tolFor, type Case } from './harness.js';
-
-const FIELDS = ['out', 'lse', 'dq', 'dk', 'dv'] as const;
-
-interface Run {
-  scheme: SchemeName;
-  P: number;
-  ulysses?: number;
-}
+import { caseName, kernelReference, makeInputs, tolFor, type Case, type Run, FIELDS, runLabel } from './harness.js';
 
 const RUNS: Run[] = [
   { scheme: 'local', P: 1 },
@@ -25,7 +16,7 @@ const RUNS: Run[] = [
   { scheme: 'hybrid', P: 4, ulysses: 2 },
 ];
 
-const label = (r: Run) => `${r.scheme} P=${r.P}${r.ulysses !== undefined ? ` ulysses=${r.ulysses}` : ''}`;
+const label = runLabel;
 
 async function check(run: Run, c: Case, pad = false): Promise<void> {
   const x = makeInputs(c, 13 * c.S + (c.window ?? 0));
