@@ -31,6 +31,16 @@ describe('--window: sliding-window training equals single-device training', () =
     });
   }
 
+  it('window × padding × activation checkpointing × dp: ring sp=2, dp=2, 15 tokens padded to 16, equals one rank with twice the batch', async () => {
+    const o = base({ seqLen: 15 });
+    const [one] = await launchTraining({ ...o, batch: 2 * o.batch, ranks: 1, sp: 1, dp: 1, spScheme: 'local' }, { returnParams: true });
+    const res = await launchTraining({ ...o, pad: true, ckptActivations: true, ranks: 4, dp: 2, sp: 2, spScheme: 'ring' }, { returnParams: true });
+    for (const r of res) {
+      expectAllClose(r.losses, one!.losses, { rtol: 1e-10 }, `combined losses (rank ${r.rank})`);
+      expectAllClose(r.params!, one!.params!, { rtol: 1e-10, atol: 1e-12 }, `combined weights (rank ${r.rank})`);
+    }
+  });
+
   it('the window changes training (a run without it ends at other weights)', async () => {
     const [full] = await launchTraining({ ...base({ window: 0 }), ranks: 1, sp: 1, dp: 1, spScheme: 'local' }, { returnParams: true });
     assert.ok(full!.params!.some((v, i) => Math.abs(v - ref.params![i]!) > 1e-6), 'window 3 trained like full causal attention');
