@@ -68,9 +68,9 @@ describe('seqpar train CLI', () => {
     assert.match(r3.stderr, /--width 32: differs from the checkpoint's 16/);
   });
 
-  it('--pad trains a --seq-len the layout does not split (zigzag sp=2, 13 tokens padded to 16)', () => {
+  it('--pad trains a --seq-len the layout does not split (zigzag sp=2 on worker threads, 13 tokens padded to 16)', () => {
     const args = TINY.map((a, i) => (TINY[i - 1] === '--seq-len' ? '13' : a));
-    const r = run(['train', ...args, '--data', dataFile, '--ranks', '2', '--sp', '2', '--sp-scheme', 'zigzag', '--transport', 'inproc', '--pad']);
+    const r = run(['train', ...args, '--data', dataFile, '--ranks', '2', '--sp', '2', '--sp-scheme', 'zigzag', '--pad']);
     assert.equal(r.code, 0, r.stderr);
   });
 
