@@ -37,6 +37,8 @@ export interface SpStepArgs {
    * barrier): P independent copies at once, for the host's concurrent ceiling.
    */
   alone?: boolean;
+  /** Sliding-window attention of the model (GPTConfig.window); absent: full causal. */
+  window?: number;
 }
 
 export interface SpStepResult {
@@ -60,7 +62,8 @@ export async function spStepEntry(world: World, a: SpStepArgs): Promise<SpStepRe
   const attn = createAttention(a.scheme, { sp: mesh.group('sp'), ulysses: mesh.group('ulysses'), ring: mesh.group('ring') }, kernels, { S: a.N });
   const pos = attn.layout.positions(mesh.group('sp').rank);
   const arena = new Arena('float32');
-  const model = new GPT({ config: REFERENCE_MODEL, kernels, arena, dtype: 'float32', rows: { B: 1, T: pos.length } });
+  const config = a.window !== undefined ? { ...REFERENCE_MODEL, window: a.window } : REFERENCE_MODEL;
+  const model = new GPT({ config, kernels, arena, dtype: 'float32', rows: { B: 1, T: pos.length } });
   model.store.init(model.params, 5);
   const opt = new AdamW(model.store, arena, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 }, model.params);
   // The same global sequence on every rank; each takes its layout's positions (targets shifted first).
@@ -133,8 +136,8 @@ export async function coreScaling(): Promise<number> {
  * lower it, which the FMA-only coreScaling does not see. A scheme's speedup over one rank cannot
  * be expected to exceed it.
  */
-export async function stepCeiling(P: number, N: number, oneSec: number, reps: number, warmup: number, backend: SpStepArgs['backend']): Promise<number> {
-  const args: SpStepArgs = { scheme: 'local', sp: 1, ulysses: 1, N, reps, warmup, backend, alone: true };
+export async function stepCeiling(P: number, N: number, oneSec: number, reps: number, warmup: number, backend: SpStepArgs['backend'], window?: number): Promise<number> {
+  const args: SpStepArgs = { scheme: 'local', sp: 1, ulysses: 1, N, reps, warmup, backend, alone: true, window };
   const res = await runRanks<SpStepResult>(P, { module: new URL(import.meta.url), fn: 'spStepEntry', args }, { transport: 'threads', timeoutMs: 0 });
   return (P * oneSec) / median(res[0]!.stepSecs);
 }
@@ -168,6 +171,8 @@ export interface SpTrainBenchOptions {
    * scheme's speedup against that ceiling too. Default: on when rounds > 1 (not in smoke mode).
    */
   ceiling?: boolean;
+  /** Train with sliding-window attention over this many previous tokens (every case, one rank too). */
+  window?: number;
   log?: (s: string) => void;
 }
 
@@ -182,14 +187,15 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
   const reps = o.smoke ? 1 : (o.reps ?? 2);
   const warmup = o.smoke ? 1 : (o.warmup ?? 1);
   const backend = o.backend ?? 'auto';
-  const entry = (args: SpStepArgs) => ({ module: new URL(import.meta.url), fn: 'spStepEntry', args });
+  const window = o.window;
+  const entry = (args: SpStepArgs) => ({ module: new URL(import.meta.url), fn: 'spStepEntry', args: { ...args, window } });
   const rows: Record<string, unknown>[] = [];
   for (const N of Ns) {
     const oneRank = async () => (await runRanks<SpStepResult>(1, entry({ scheme: 'local', sp: 1, ulysses: 1, N, reps, warmup, backend }), { transport: 'inproc', timeoutMs: 0 }))[0]!;
     const base = await oneRank();
     const sweepBaseSec = median(base.stepSecs);
-    log(`N=${N} one rank: ${sweepBaseSec.toFixed(3)} s/step, peak ${(base.peakBytes / 2 ** 20).toFixed(1)} MiB (${base.backend})`);
-    const baseRow = { bench: 'sp-train', scheme: 'local', N, P: 1, reps, warmup, stepSec: sweepBaseSec, tokensPerSec: N / sweepBaseSec, speedup: 1, peakBytes: base.peakBytes, scratchBytes: base.scratchBytes, backend: base.backend, smoke: !!o.smoke };
+    log(`N=${N}${window !== undefined ? ` window=${window}` : ''} one rank: ${sweepBaseSec.toFixed(3)} s/step, peak ${(base.peakBytes / 2 ** 20).toFixed(1)} MiB (${base.backend})`);
+    const baseRow = { bench: 'sp-train', scheme: 'local', window, N, P: 1, reps, warmup, stepSec: sweepBaseSec, tokensPerSec: N / sweepBaseSec, speedup: 1, peakBytes: base.peakBytes, scratchBytes: base.scratchBytes, backend: base.backend, smoke: !!o.smoke };
     rows.push(baseRow);
     if (!o.smoke) appendResult('sp-train', baseRow);
     for (const P of Ps) {
@@ -212,7 +218,7 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
           res = await runRanks<SpStepResult>(P, entry({ scheme: s.scheme, sp: P, ulysses: u, N, reps, warmup, backend }), { transport: 'threads', timeoutMs: 0 });
           rel = Math.max(rel, Math.abs(res[0]!.firstLoss - base.firstLoss) / Math.abs(base.firstLoss));
           if (!(rel < 1e-4)) throw new Error(`sp bench check: ${s.scheme} P=${P} N=${N} first loss ${res[0]!.firstLoss} != single-rank ${base.firstLoss}`);
-          const ceiling = withCeiling ? await stepCeiling(P, N, roundBaseSec, reps, warmup, backend) : undefined;
+          const ceiling = withCeiling ? await stepCeiling(P, N, roundBaseSec, reps, warmup, backend, window) : undefined;
           perRound.push({ baseSec: roundBaseSec, stepSecs: res[0]!.stepSecs, scaling, ceiling });
         }
         const roundSpeedups = perRound.map((x) => x.baseSec / median(x.stepSecs));
@@ -229,10 +235,10 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
           for (const [k, v] of Object.entries(r.commBytes)) acc[k] = Math.max(acc[k] ?? 0, v);
           return acc;
         }, {});
-        const dims = { B: 1, S: N, T: N / P, H: REFERENCE_MODEL.heads, G: REFERENCE_MODEL.kvHeads, D: REFERENCE_MODEL.width / REFERENCE_MODEL.heads, causal: true, scale: 1 };
+        const dims = { B: 1, S: N, T: N / P, H: REFERENCE_MODEL.heads, G: REFERENCE_MODEL.kvHeads, D: REFERENCE_MODEL.width / REFERENCE_MODEL.heads, causal: true, window, scale: 1 };
         const predicted = cost(s.scheme, dims, P, { ulysses: u }).commBytes;
         const row = {
-          bench: 'sp-train', scheme: s.scheme, ulysses: u > 1 ? u : undefined, N, P, reps, warmup, stepSec: sec, allStepSec: perRound.flatMap((x) => x.stepSecs), tokensPerSec: N / sec,
+          bench: 'sp-train', scheme: s.scheme, ulysses: u > 1 ? u : undefined, window, N, P, reps, warmup, stepSec: sec, allStepSec: perRound.flatMap((x) => x.stepSecs), tokensPerSec: N / sec,
           speedup, baselineSec: baseSec, baseline: each ? 'each' : 'once', rounds,
           roundSpeedups: rounds > 1 ? roundSpeedups : undefined, roundBaselineSec: rounds > 1 ? perRound.map((x) => x.baseSec) : undefined,
           roundCoreScaling: rounds > 1 ? scalings : undefined,

@@ -22,7 +22,8 @@ Themes
                           --rounds R alternates one-rank and P-rank runs R times per scheme and
                           reports the median ratio; --ceiling on|off, on by default with
                           rounds, also times P independent one-rank steps at once in each round:
-                          the host's ceiling for the speedup right now)
+                          the host's ceiling for the speedup right now; --window W trains every
+                          case, the one-rank step too, with sliding-window attention over W tokens)
   sp-attn [--n 4096,16384] [--p 2,4]
                           the attention layer alone (forward + backward) per scheme
 `;
@@ -43,7 +44,7 @@ function intList(argv: string[], name: string): number[] | undefined {
   return xs;
 }
 
-const KNOWN = new Set(['--smoke', '--threads', '--backend', '--n', '--p', '--schemes', '--reps', '--warmup', '--baseline', '--rounds', '--ceiling', '--help']);
+const KNOWN = new Set(['--smoke', '--threads', '--backend', '--n', '--p', '--schemes', '--reps', '--warmup', '--baseline', '--rounds', '--ceiling', '--window', '--help']);
 
 export async function runBenchCommand(argv: string[]): Promise<number> {
   const [theme, ...rest] = argv;
@@ -115,7 +116,8 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
         const rounds = intList(rest, '--rounds')?.[0];
         const ceiling = flagValue(rest, '--ceiling');
         if (ceiling !== undefined && ceiling !== 'on' && ceiling !== 'off') throw new UsageError(`--ceiling ${ceiling}: must be on or off`);
-        await runSpTrainBench({ smoke, Ns: intList(rest, '--n'), Ps: intList(rest, '--p'), schemes, reps: intList(rest, '--reps')?.[0], warmup: warmup === undefined ? undefined : Number(warmup), baseline, rounds, ceiling: ceiling === undefined ? undefined : ceiling === 'on', log });
+        const window = intList(rest, '--window')?.[0];
+        await runSpTrainBench({ smoke, Ns: intList(rest, '--n'), Ps: intList(rest, '--p'), schemes, reps: intList(rest, '--reps')?.[0], warmup: warmup === undefined ? undefined : Number(warmup), baseline, rounds, ceiling: ceiling === undefined ? undefined : ceiling === 'on', window, log });
         return 0;
       }
       case 'sp-attn': {

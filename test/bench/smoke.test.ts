@@ -13,6 +13,12 @@ describe('benchmarks (smoke mode)', () => {
       assert.equal(r.status, 0, `seqpar bench ${theme} --smoke failed:\n${r.stderr}`);
     });
   }
+  it('bench sp --window trains every case with the window (the loss check holds against the windowed one-rank step)', () => {
+    const r = spawnSync(process.execPath, [CLI, 'bench', 'sp', '--smoke', '--schemes', 'ring,ulysses', '--window', '8'], { encoding: 'utf8', timeout: 180_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /N=64 window=8 one rank/);
+    assert.match(r.stderr, /ring +P=2: /);
+  });
   it('bench sp --rounds interleaves one-rank and P-rank runs and reports each round and its ceiling', () => {
     const r = spawnSync(process.execPath, [CLI, 'bench', 'sp', '--smoke', '--schemes', 'zigzag', '--rounds', '2', '--ceiling', 'on'], { encoding: 'utf8', timeout: 180_000 });
     assert.equal(r.status, 0, r.stderr);
