@@ -1,6 +1,6 @@
 /** Package root: the library surface of seqpar. */
 export { distributedAttention, type DistributedAttentionOptions } from './parallel/distributed.js';
-export { createAttention, layoutFor, validateScheme, cost, commPlan, SCHEMES, type SpGroups, type AttentionOptions } from './parallel/index.js';
+export { createAttention, layoutFor, paddedLength, padLayout, ringSteps, validateScheme, cost, commPlan, SCHEMES, type SpGroups, type AttentionOptions } from './parallel/index.js';
 export type { AttentionOp, AttnDims, AttnCost, SeqLayout, SchemeName } from './parallel/types.js';
 export { runRanks, DeviceMesh, type World, type ProcessGroup, type CommLog, type CommRecord } from './comm/index.js';
 export { selectKernels, availableBackends } from './kernels/index.js';
