@@ -14,7 +14,7 @@ import type { Kernels } from '../kernels/types.js';
 import type { ProcessGroup } from '../comm/types.js';
 import type { AttentionOp, AttnDims } from './types.js';
 import { contiguousLayout, padLayout, zigzagLayout, type ChunkedLayout } from './layout.js';
-import { blockDims, checkShapes } from './local.js';
+import { blockDims, checkShapes, maskPositions } from './local.js';
 import { Scratch } from './util.js';
 
 /** allgather's token layout: 'auto' (the default) is zigzag when S % 2P == 0, else contiguous. */
@@ -88,7 +88,7 @@ export function createAllGatherAttention(
       for (let j = 0; j < P; j++) {
         if (d.causal && !visible[j]) continue;
         const base = 2 * n * j;
-        kernels.attnForward(o, { q: i.q, k: all.subarray(base, base + n), v: all.subarray(base + n, base + 2 * n), qPos: pos[r]!, kPos: pos[j]! }, dims);
+        kernels.attnForward(o, { q: i.q, k: all.subarray(base, base + n), v: all.subarray(base + n, base + 2 * n), qPos: maskPositions(pos[r]!, d), kPos: maskPositions(pos[j]!, d) }, dims);
       }
     },
     async backward(g, i, d) {
@@ -108,7 +108,7 @@ export function createAllGatherAttention(
         const base = 2 * n * j;
         kernels.attnBackward(
           { dq: g.dq, dk: dAll.subarray(base, base + n), dv: dAll.subarray(base + n, base + 2 * n) },
-          { dOut: i.dOut, q: i.q, k: all.subarray(base, base + n), v: all.subarray(base + n, base + 2 * n), out: i.out, lse: i.lse, delta, qPos: pos[r]!, kPos: pos[j]! },
+          { dOut: i.dOut, q: i.q, k: all.subarray(base, base + n), v: all.subarray(base + n, base + 2 * n), out: i.out, lse: i.lse, delta, qPos: maskPositions(pos[r]!, d), kPos: maskPositions(pos[j]!, d) },
           dims,
         );
       }

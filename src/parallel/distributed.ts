@@ -43,6 +43,8 @@ export interface DistributedAttentionOptions {
   causal?: boolean;
   /** Sliding window: a query at position p attends keys ≥ p − window only (default: none). */
   window?: number;
+  /** Packed documents (B = 1): docs[p] = document of position p, [S]; attention stays within each. */
+  docs?: Int32Array;
   /** Default 1/√D. */
   scale?: number;
   /** hybrid: size of the ulysses axis (ring = P / ulysses). */
@@ -123,7 +125,7 @@ async function rankBody(world: World, a: RankArgs, kernels: Kernels): Promise<Ra
   const q = gatherTokens(o.q, pos, B, S, H * D);
   const k = gatherTokens(o.k, pos, B, S, G * D);
   const v = gatherTokens(o.v, pos, B, S, G * D);
-  const d: AttnDims = { B, S: Sp, T, H, G, D, causal: o.causal ?? true, ...(o.window !== undefined ? { window: o.window } : {}), scale: o.scale ?? 1 / Math.sqrt(D) };
+  const d: AttnDims = { B, S: Sp, T, H, G, D, causal: o.causal ?? true, ...(o.window !== undefined ? { window: o.window } : {}), ...(o.docs ? { docs: o.docs } : {}), scale: o.scale ?? 1 / Math.sqrt(D) };
   const out = allocBuf(dtypeOf(o.q), B * T * H * D);
   const lse = allocBuf(dtypeOf(o.q), B * T * H);
   let t0 = performance.now();

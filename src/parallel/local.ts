@@ -20,13 +20,34 @@ export interface InnerAttention {
 }
 
 export function blockDims(d: AttnDims, Tq: number, Tk: number): AttnBlockDims {
-  const mask = d.window === undefined ? { causal: d.causal } : { causal: d.causal, windowLeft: d.window };
+  let mask: AttnBlockDims['mask'] = d.window === undefined ? { causal: d.causal } : { causal: d.causal, windowLeft: d.window };
+  // Documents: maskPositions puts them S apart, so a window of S on either side keeps each
+  // query inside its own document (and within it every pair is less than S apart).
+  if (d.docs) mask = { causal: d.causal, windowLeft: Math.min(d.window ?? d.S, d.S), ...(d.causal ? {} : { windowRight: d.S }) };
   return { B: d.B, Tq, Tk, H: d.H, G: d.G, D: d.D, scale: d.scale, mask };
+}
+
+/**
+ * The positions the kernels mask by: `pos` itself, or with packed documents (d.docs) each
+ * position p moved to p + docs[p]·S, so tokens of different documents are more than S apart
+ * (blockDims' window then separates them). Padding (−1) stays −1.
+ */
+export function maskPositions(pos: Int32Array, d: AttnDims): Int32Array {
+  const docs = d.docs;
+  if (!docs) return pos;
+  const out = new Int32Array(pos.length);
+  for (let i = 0; i < pos.length; i++) {
+    const p = pos[i]!;
+    if (p >= docs.length) throw new Error(`attention: position ${p} has no document (docs has ${docs.length} entries)`);
+    out[i] = p < 0 ? -1 : p + docs[p]! * d.S;
+  }
+  return out;
 }
 
 /** Checks buffer sizes against dims once per call, so a wrong shard size is an error, not a NaN. */
 export function checkShapes(what: string, d: AttnDims, bufs: Record<string, Buf | undefined>): void {
   if (d.window !== undefined && !(Number.isInteger(d.window) && d.window >= 0)) throw new Error(`${what}: window=${d.window} must be a non-negative integer`);
+  if (d.docs) checkDocs(what, d.docs, d.B);
   const want: Record<string, number> = {
     q: d.B * d.T * d.H * d.D,
     out: d.B * d.T * d.H * d.D,
@@ -44,18 +65,29 @@ export function checkShapes(what: string, d: AttnDims, bufs: Record<string, Buf 
   }
 }
 
+/** Throws unless docs is a non-decreasing list of document indices from 0 and B = 1. */
+export function checkDocs(what: string, docs: Int32Array, B: number): void {
+  if (B !== 1) throw new Error(`${what}: packed documents need B=1 (the rows of a batch share positions), got B=${B}`);
+  for (let p = 0; p < docs.length; p++) {
+    const prev = p === 0 ? 0 : docs[p - 1]!;
+    if (docs[p]! < prev || docs[p]! > prev + 1 || (p === 0 && docs[0] !== 0)) throw new Error(`${what}: docs[${p}]=${docs[p]} after ${p === 0 ? 'the start' : docs[p - 1]}: documents must count up from 0 by steps of 1`);
+  }
+}
+
 /** The plain kernel on the whole local block: every rank's own tokens against themselves. */
 export function localInner(kernels: Kernels, scratch: Scratch): InnerAttention {
   return {
     async forward(o, i, d, pos) {
       o.out.fill(0);
       o.lse.fill(-Infinity);
-      kernels.attnForward(o, { ...i, qPos: pos, kPos: pos }, blockDims(d, d.T, d.T));
+      const mp = maskPositions(pos, d);
+      kernels.attnForward(o, { ...i, qPos: mp, kPos: mp }, blockDims(d, d.T, d.T));
     },
     async backward(g, i, d, pos) {
       const delta = scratch.alloc(i.out, d.B * d.T * d.H);
       kernels.attnDelta({ delta }, { dOut: i.dOut, out: i.out }, { B: d.B, T: d.T, H: d.H, D: d.D });
-      kernels.attnBackward(g, { ...i, delta, qPos: pos, kPos: pos }, blockDims(d, d.T, d.T));
+      const mp = maskPositions(pos, d);
+      kernels.attnBackward(g, { ...i, delta, qPos: mp, kPos: mp }, blockDims(d, d.T, d.T));
     },
   };
 }

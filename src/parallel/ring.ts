@@ -21,7 +21,7 @@ import type { ProcessGroup } from '../comm/types.js';
 import type { AttentionOp, AttnDims, SeqLayout } from './types.js';
 import type { ChunkedLayout } from './layout.js';
 import { contiguousLayout, padLayout, stripeLayout, zigzagLayout } from './layout.js';
-import { blockDims, checkShapes, type InnerAttention } from './local.js';
+import { blockDims, checkShapes, maskPositions, type InnerAttention } from './local.js';
 import { Scratch, chunkPositions, chunkViews, joinChunks, packChunks, splitChunks } from './util.js';
 
 export type RingKind = 'ring' | 'zigzag' | 'stripe';
@@ -213,7 +213,7 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
           const [k, v] = kvChunk(cur, k0, k1, n);
           kernels.attnForward(
             { out: span(outC, o.out, q0, q1), lse: span(lseC, o.lse, q0, q1) },
-            { q: span(qC, i.q, q0, q1), k, v, qPos: posSpan(r, q0, q1), kPos: posSpan(j, k0, k1) },
+            { q: span(qC, i.q, q0, q1), k, v, qPos: maskPositions(posSpan(r, q0, q1), d), kPos: maskPositions(posSpan(j, k0, k1), d) },
             blockDims(d, (q1 - q0) * Tc, (k1 - k0) * Tc),
           );
         }
@@ -277,7 +277,7 @@ export function ringInner(group: ProcessGroup, kernels: Kernels, layout: Chunked
           const q = (x: Buf[], whole: Buf) => span(x, whole, q0, q1);
           kernels.attnBackward(
             { dq: q(dqC, g.dq), dk, dv },
-            { dOut: q(dOutC, i.dOut), q: q(qC, i.q), k, v, out: q(outC, i.out), lse: q(lseC, i.lse), delta: q(deltaC, delta), qPos: posSpan(r, q0, q1), kPos: posSpan(j, k0, k1) },
+            { dOut: q(dOutC, i.dOut), q: q(qC, i.q), k, v, out: q(outC, i.out), lse: q(lseC, i.lse), delta: q(deltaC, delta), qPos: maskPositions(posSpan(r, q0, q1), d), kPos: maskPositions(posSpan(j, k0, k1), d) },
             blockDims(d, (q1 - q0) * Tc, (k1 - k0) * Tc),
           );
         }

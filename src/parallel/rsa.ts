@@ -60,7 +60,7 @@ export function createRsaAttention(group: ProcessGroup, S: number, realS = S): A
           const so = ((b * H + h) * T + t) * S + j * T;
           for (let c = 0; c < T; c++) {
             const kp = j * T + c, qp = r * T + t;
-            if ((d.causal && kp > qp) || (d.window !== undefined && kp < qp - d.window) || kp >= realS || qp >= realS) {
+            if ((d.causal && kp > qp) || (d.window !== undefined && kp < qp - d.window) || kp >= realS || qp >= realS || (d.docs !== undefined && d.docs[kp] !== d.docs[qp])) {
               sc[so + c] = -Infinity;
               continue;
             }

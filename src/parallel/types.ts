@@ -38,6 +38,12 @@ export interface AttnDims {
    * no window. A non-negative integer.
    */
   window?: number;
+  /**
+   * Packed documents (B = 1): docs[p] is the document of global position p (non-decreasing from
+   * 0); a query attends only keys of its own document. The kernels see each document's positions
+   * moved S apart (local.ts maskPositions) with a window of at most S, so no kernel changes.
+   */
+  docs?: Int32Array;
   scale: number;
 }
 
