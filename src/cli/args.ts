@@ -16,7 +16,7 @@ const KIND: Record<keyof TrainOptions, Kind> = {
   data: 'path', out: 'path', resume: 'path', seed: 'int', evalEvery: 'int', evalBatches: 'int',
   checkpointEvery: 'int', ckptActivations: 'bool', backend: 'str', threads: 'int', ranks: 'int',
   transport: 'str', sp: 'int', spScheme: 'str', dp: 'int', ulysses: 'int', logEvery: 'int', quiet: 'bool',
-  commTimeout: 'num', pad: 'bool', window: 'int',
+  commTimeout: 'num', pad: 'bool', window: 'int', docSep: 'int',
 };
 
 const BY_FLAG = new Map<string, keyof TrainOptions>(Object.keys(KIND).map((k) => [flagOf(k).slice(2), k as keyof TrainOptions]));
@@ -137,6 +137,8 @@ Model
   --width C  --layers L  --heads H  --kv-heads G (default H)  --ffn F
   --norm layernorm|rmsnorm   --activation gelu|swiglu   --tied-head   --no-bias
   --window W           sliding-window attention: each token attends itself and the W before it (0: off)
+  --doc-sep BYTE       packed documents: BYTE (0-255, e.g. 10 for newline) ends a document; attention
+                       stays within documents and RoPE restarts at each (needs --batch 1)
   --ckpt-activations   recompute each block in backward (activation checkpointing)
 Optimizer
   --lr X (${DEFAULT_OPTIONS.lr})  --warmup N (${DEFAULT_OPTIONS.warmup})  --min-lr-frac X (${DEFAULT_OPTIONS.minLrFrac})

@@ -33,6 +33,24 @@ export interface StepInput {
   /** Global sequence length. */
   S: number;
   attn: AttentionOp;
+  /**
+   * Packed documents (B = 1): [S] the document of each global position, counting up from 0.
+   * Attention stays within each document and RoPE restarts at each document's first token, so
+   * every document is computed as if it were a sequence of its own.
+   */
+  docs?: Int32Array;
+}
+
+/**
+ * RoPE positions with packed documents: each position's offset in its document (padding: 0).
+ * RoPE scores depend only on q − k positions, so within a document the restart changes results by
+ * rounding only; it keeps the angles as small as a document trained alone would see (the fix
+ * Megatron needed for packed sequences under CP, peers.md §3.5).
+ */
+export function documentPositions(pos: Int32Array, docs: Int32Array): Int32Array {
+  const start: number[] = [];
+  for (let p = 0; p < docs.length; p++) if (p === 0 || docs[p] !== docs[p - 1]) start[docs[p]!] = p;
+  return Int32Array.from(pos, (p) => (p < 0 ? 0 : p - start[docs[p]!]!));
 }
 
 export const IGNORE_INDEX = -1;
@@ -98,9 +116,12 @@ export class GPT {
       D,
       causal: true,
       ...(this.cfg.window !== undefined ? { window: this.cfg.window } : {}),
+      ...(inp.docs ? { docs: inp.docs } : {}),
       scale: 1 / Math.sqrt(D),
     };
-    return { cfg: this.cfg, k: this.k, store: this.store, params: this.params, grads: this.grads, attn: inp.attn, pos: inp.pos, dims };
+    // c.pos feeds RoPE only (attention masks by the op's own positions and dims.docs)
+    const pos = inp.docs ? documentPositions(inp.pos, inp.docs) : inp.pos;
+    return { cfg: this.cfg, k: this.k, store: this.store, params: this.params, grads: this.grads, attn: inp.attn, pos, dims };
   }
 
   /**

@@ -40,6 +40,8 @@ export function maskPositions(pos: Int32Array, d: AttnDims): Int32Array {
     const p = pos[i]!;
     if (p >= docs.length) throw new Error(`attention: position ${p} has no document (docs has ${docs.length} entries)`);
     out[i] = p < 0 ? -1 : p + docs[p]! * d.S;
+    // the native kernels take positions below 2^24 (exact as float32)
+    if (out[i]! >= 2 ** 24) throw new Error(`attention: packed documents: position ${p} of document ${docs[p]} maps to ${out[i]} >= 2^24 (S=${d.S}); use fewer documents per sequence or a shorter one`);
   }
   return out;
 }

@@ -141,3 +141,14 @@ export function shardBatch(batch: Batch, b0: number, Bl: number, pos: Int32Array
   }
   return { tokens, targets };
 }
+
+/**
+ * Packed documents of row `row` of a batch: docs[t] = how many `sep` bytes come before input t in
+ * that row, so a separator ends its document (it is that document's last token, and the target
+ * after it is the next document's first byte).
+ */
+export function documentsOf(batch: Batch, row: number, sep: number): Int32Array {
+  const docs = new Int32Array(batch.S);
+  for (let t = 1; t < batch.S; t++) docs[t] = docs[t - 1]! + (batch.tokens[row * batch.S + t - 1] === sep ? 1 : 0);
+  return docs;
+}

@@ -54,6 +54,11 @@ export interface TrainOptions {
   pad: boolean;
   /** Sliding-window attention over the `window` previous tokens and itself; 0: full causal attention. */
   window: number;
+  /**
+   * Packed documents: a byte (0–255) that ends a document; attention stays within documents and
+   * RoPE restarts at each. −1: one document per sequence. Needs --batch 1.
+   */
+  docSep: number;
 }
 
 /** Defaults sized so `npx seqpar train` finishes in a few minutes on 2 cores with the native backend. */
@@ -100,6 +105,7 @@ export const DEFAULT_OPTIONS: TrainOptions = {
   commTimeout: 600,
   pad: false,
   window: 0,
+  docSep: -1,
 };
 
 export const CHOICES: Partial<Record<keyof TrainOptions, readonly string[]>> = {
@@ -162,6 +168,8 @@ export function validateOptions(o: TrainOptions): void {
   for (const k of ['beta1', 'beta2'] as const) {
     if (!(o[k] >= 0 && o[k] < 1)) throw new Error(`${f(k)} ${o[k]}: must be in [0, 1)`);
   }
+  if (!(Number.isInteger(o.docSep) && o.docSep >= -1 && o.docSep <= 255)) throw new Error(`${f('docSep')} ${o.docSep}: must be a byte value 0-255 (or -1: off)`);
+  if (o.docSep >= 0 && o.batch !== 1) throw new Error(`${f('docSep')} ${o.docSep}: needs --batch 1 (the rows of a micro-batch share positions; --grad-accum adds sequences), got --batch ${o.batch}`);
   if (o.width % o.heads !== 0) throw new Error(`--heads ${o.heads}: must divide --width ${o.width}`);
   if (o.heads % o.kvHeads !== 0) throw new Error(`--kv-heads ${o.kvHeads}: must divide --heads ${o.heads}`);
   if ((o.width / o.heads) % 2 !== 0) throw new Error(`--width ${o.width} / --heads ${o.heads} = head dim ${o.width / o.heads}: must be even (RoPE)`);

@@ -13,7 +13,7 @@ import type { AttentionOp } from '../parallel/types.js';
 import { GPT, IGNORE_INDEX } from '../model/gpt.js';
 import { modelConfigOf, type TrainOptions } from './options.js';
 import { AdamW, clipGradNorm, lrAt } from './optim.js';
-import { evalStarts, sampleStarts, shardBatch, windows, type Corpus } from './data.js';
+import { documentsOf, evalStarts, sampleStarts, shardBatch, windows, type Corpus } from './data.js';
 import { loadCheckpoint, restoreFlat, saveCheckpoint } from './checkpoint.js';
 
 export interface RankEnv {
@@ -90,8 +90,10 @@ export async function trainRank(o: TrainOptions, corpus: Corpus, env: RankEnv, o
     let count = 0;
     for (let e = 0; e < o.evalBatches; e++) {
       const chunk = starts.slice((e * env.dp + env.dpRank) * o.batch, (e * env.dp + env.dpRank + 1) * o.batch);
-      const sh = shardBatch(windows(corpus.val, chunk, S), 0, o.batch, pos);
-      const r = await model.forward({ ...sh, pos, S: Sa, attn: env.attn });
+      const batch = windows(corpus.val, chunk, S);
+      const sh = shardBatch(batch, 0, o.batch, pos);
+      const docs = o.docSep >= 0 ? documentsOf(batch, 0, o.docSep) : undefined;
+      const r = await model.forward({ ...sh, pos, S: Sa, attn: env.attn, docs });
       lossSum += r.lossSum;
       count += r.count;
     }
@@ -107,7 +109,9 @@ export async function trainRank(o: TrainOptions, corpus: Corpus, env: RankEnv, o
     const lr = lrAt(step, { lr: o.lr, warmup: o.warmup, total: o.steps, minLrFrac: o.minLrFrac });
     const micro = Array.from({ length: o.gradAccum }, () => {
       const starts = sampleStarts(rng, corpus.train.length, S, o.batch * env.dp);
-      return shardBatch(windows(corpus.train, starts, S), env.dpRank * o.batch, o.batch, pos);
+      const batch = windows(corpus.train, starts, S);
+      const docs = o.docSep >= 0 ? documentsOf(batch, env.dpRank * o.batch, o.docSep) : undefined;
+      return { ...shardBatch(batch, env.dpRank * o.batch, o.batch, pos), docs };
     });
     let localCount = 0;
     for (const m of micro) for (const t of m.targets) if (t !== IGNORE_INDEX) localCount++;

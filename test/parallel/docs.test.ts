@@ -7,7 +7,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { distributedAttention } from '../../src/parallel/distributed.js';
 import type { Buf } from '../../src/tensor/dtype.js';
-import { expectAllClose } from '../helpers.js';
+import { expectAllClose, toF64 } from '../helpers.js';
+import { close32, native, skipReason } from '../kernels/native-util.js';
 import { FIELDS, caseName, kernelReference, makeInputs, runLabel, tolFor, type Case, type Grads, type Inputs, type Run } from './harness.js';
 
 const RUNS: Run[] = [
@@ -77,6 +78,26 @@ describe('packed documents: attention stays within each document, as if each wer
       assert.ok(ran >= 4, `${runLabel(run)}: only ${ran} cases ran`);
     });
   }
+
+  it('float32 on the native kernels: zigzag, ulysses, ring, allgather at P = 2, documents of 1-40 tokens, padded', async (t) => {
+    if (!native) return t.skip(`native backend unavailable: ${skipReason}`);
+    for (const scheme of ['zigzag', 'ulysses', 'ring', 'allgather'] as const) {
+      const c: Case = { B: 1, S: 97, H: 4, G: 2, D: 32, causal: true, dtype: 'float32' };
+      const x = makeInputs(c, 9);
+      const docs = docsOf(c.S, [40, 1, 17, 3]);
+      const ref = perDocument({ ...c, dtype: 'float64' }, { q: toF64(x.q), k: toF64(x.k), v: toF64(x.v), dOut: toF64(x.dOut) }, docs);
+      const got = await distributedAttention({ scheme, P: 2, ...x, B: 1, S: c.S, H: 4, G: 2, D: 32, docs, pad: true, kernels: native });
+      for (const f of FIELDS) close32(got[f]!, ref[f], `${scheme} native docs padded: ${f}`);
+    }
+  });
+
+  it('positions past the native limit are a clear error', async () => {
+    const S = 4097;
+    const c: Case = { B: 1, S, H: 1, G: 1, D: 2, causal: true, dtype: 'float64' };
+    const x = makeInputs(c, 1);
+    const docs = Int32Array.from({ length: S }, (_, p) => p);  // one-token documents: position p maps to p + p·S
+    await assert.rejects(distributedAttention({ scheme: 'local', P: 1, ...x, B: 1, S, H: 1, G: 1, D: 2, docs }), /packed documents: position 4095 of document 4095 maps to 16781310 >= 2\^24 \(S=4097\)/);
+  });
 
   it('one document is plain attention; documents change the result; bad docs are errors naming the entry', async () => {
     const c: Case = { B: 1, S: 16, H: 2, G: 2, D: 4, causal: true, dtype: 'float64' };
