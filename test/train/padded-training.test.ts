@@ -8,8 +8,7 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchTraining } from '../../src/train/launch.js';
 import { runSeqLen, type TrainOptions } from '../../src/train/options.js';
-import { tinyOptions, tinyCorpusFile } from './util.js';
-import { expectAllClose } from '../helpers.js';
+import { tinyOptions, tinyCorpusFile, expectSameTraining } from './util.js';
 
 const corpusFile = tinyCorpusFile('seqpar-padtrain-');
 
@@ -39,11 +38,7 @@ describe('--pad: padded sequence-parallel training equals single-device training
       const o = { ...base({ pad: true }), ranks: sp, sp, spScheme: scheme, ulysses: u };
       assert.equal(runSeqLen(o), padded);
       const res = await launchTraining(o, { returnParams: true });
-      for (const r of res) {
-        expectAllClose(r.losses, ref.losses, { rtol: 1e-10 }, `${scheme} losses (rank ${r.rank})`);
-        expectAllClose(r.params!, ref.params!, { rtol: 1e-10, atol: 1e-12 }, `${scheme} weights (rank ${r.rank})`);
-        assert.ok(Math.abs(r.valBpb! - ref.valBpb!) < 1e-10, `${scheme} validation ${r.valBpb} vs ${ref.valBpb}`);
-      }
+      expectSameTraining(res, ref, scheme);
     });
   }
 
@@ -51,10 +46,7 @@ describe('--pad: padded sequence-parallel training equals single-device training
     const o = base({ pad: true });
     const [one] = await launchTraining({ ...o, batch: 2 * o.batch, ranks: 1, sp: 1, dp: 1, spScheme: 'local' }, { returnParams: true });
     const res = await launchTraining({ ...o, ranks: 4, dp: 2, sp: 2, spScheme: 'zigzag' }, { returnParams: true });
-    for (const r of res) {
-      expectAllClose(r.losses, one!.losses, { rtol: 1e-10 }, 'dp × zigzag padded losses');
-      expectAllClose(r.params!, one!.params!, { rtol: 1e-10, atol: 1e-12 }, 'dp × zigzag padded weights');
-    }
+    expectSameTraining(res, one!, 'dp × zigzag padded', false);
   });
 
   it('local ignores --pad (one rank splits any length)', () => {

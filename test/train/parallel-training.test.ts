@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchTraining } from '../../src/train/launch.js';
 import type { TrainOptions } from '../../src/train/options.js';
-import { tinyOptions, tinyCorpus, tinyCorpusFile } from './util.js';
+import { tinyOptions, tinyCorpus, tinyCorpusFile, expectSameTraining } from './util.js';
 import { expectAllClose } from '../helpers.js';
 import { jsKernels } from '../../src/kernels/js/index.js';
 import { createAttention } from '../../src/parallel/index.js';
@@ -48,11 +48,7 @@ describe('parallel training equals single-device training', () => {
       const o = base({ dtype: 'float64' });
       const ref = await single(o);
       const res = await launchTraining({ ...o, ranks: sp, sp, spScheme: scheme, ulysses: u }, { returnParams: true });
-      for (const r of res) {
-        expectAllClose(r.losses, ref.losses, { rtol: 1e-10 }, `${scheme} losses (rank ${r.rank})`);
-        expectAllClose(r.params!, ref.params!, { rtol: 1e-10, atol: 1e-12 }, `${scheme} weights (rank ${r.rank})`);
-        assert.ok(Math.abs(r.valBpb! - ref.valBpb!) < 1e-10);
-      }
+      expectSameTraining(res, ref, scheme);
     });
   }
 
@@ -60,20 +56,14 @@ describe('parallel training equals single-device training', () => {
     const o = base({ dtype: 'float64' });
     const ref = await single({ ...o, batch: 2 * o.batch });
     const res = await launchTraining({ ...o, ranks: 2, dp: 2 }, { returnParams: true });
-    for (const r of res) {
-      expectAllClose(r.losses, ref.losses, { rtol: 1e-10 }, 'dp losses');
-      expectAllClose(r.params!, ref.params!, { rtol: 1e-10, atol: 1e-12 }, 'dp weights');
-    }
+    expectSameTraining(res, ref!, 'dp', false);
   });
 
   it('dp=2 × zigzag sp=2 with gradient accumulation equals one rank with twice the batch (float64)', async () => {
     const o = base({ dtype: 'float64', gradAccum: 2 });
     const ref = await single({ ...o, batch: 2 * o.batch });
     const res = await launchTraining({ ...o, ranks: 4, dp: 2, sp: 2, spScheme: 'zigzag' }, { returnParams: true });
-    for (const r of res) {
-      expectAllClose(r.losses, ref.losses, { rtol: 1e-10 }, 'dp×sp losses');
-      expectAllClose(r.params!, ref.params!, { rtol: 1e-10, atol: 1e-12 }, 'dp×sp weights');
-    }
+    expectSameTraining(res, ref!, 'dp×sp', false);
   });
 
   for (const [scheme, sp, u] of SCHEMES) {

@@ -6,6 +6,8 @@ import { jsKernels } from '../../src/kernels/js/index.js';
 import { createLocalAttention } from '../../src/parallel/local.js';
 import { Rng } from '../../src/tensor/rng.js';
 import { before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { expectAllClose } from '../helpers.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,4 +63,24 @@ export function tinyCorpusFile(prefix: string): { readonly dir: string; readonly
   });
   after(() => rmSync(f.dir, { recursive: true, force: true }));
   return f;
+}
+
+/** One rank's result of launchTraining with returnParams. */
+interface RankRun {
+  rank: number;
+  losses: number[];
+  params?: Float64Array | Float32Array | null;
+  valBpb?: number | null;
+}
+
+/**
+ * Every rank of `res` trained exactly like `ref` (float64): every step's loss (rel 1e-10), the
+ * final weights, and (with `val`) the validation bits/byte.
+ */
+export function expectSameTraining(res: readonly RankRun[], ref: RankRun, what: string, val = true): void {
+  for (const r of res) {
+    expectAllClose(r.losses, ref.losses, { rtol: 1e-10 }, `${what} losses (rank ${r.rank})`);
+    expectAllClose(r.params!, ref.params!, { rtol: 1e-10, atol: 1e-12 }, `${what} weights (rank ${r.rank})`);
+    if (val) assert.ok(Math.abs(r.valBpb! - ref.valBpb!) < 1e-10, `${what} validation ${r.valBpb} vs ${ref.valBpb} (rank ${r.rank})`);
+  }
 }

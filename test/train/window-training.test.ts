@@ -7,8 +7,7 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchTraining } from '../../src/train/launch.js';
 import { validateOptions, type TrainOptions } from '../../src/train/options.js';
-import { tinyOptions, tinyCorpusFile } from './util.js';
-import { expectAllClose } from '../helpers.js';
+import { tinyOptions, tinyCorpusFile, expectSameTraining } from './util.js';
 
 const corpusFile = tinyCorpusFile('seqpar-wintrain-');
 const base = (over: Partial<TrainOptions>): TrainOptions =>
@@ -23,11 +22,7 @@ describe('--window: sliding-window training equals single-device training', () =
   for (const [scheme, sp, u] of [['zigzag', 2, 1], ['ulysses', 2, 1], ['ring', 4, 1], ['allgather', 2, 1], ['hybrid', 4, 2]] as const) {
     it(`${scheme} sp=${sp}: window 3, same losses, weights and validation (float64)`, async () => {
       const res = await launchTraining({ ...base({}), ranks: sp, sp, spScheme: scheme, ulysses: u }, { returnParams: true });
-      for (const r of res) {
-        expectAllClose(r.losses, ref.losses, { rtol: 1e-10 }, `${scheme} losses (rank ${r.rank})`);
-        expectAllClose(r.params!, ref.params!, { rtol: 1e-10, atol: 1e-12 }, `${scheme} weights (rank ${r.rank})`);
-        assert.ok(Math.abs(r.valBpb! - ref.valBpb!) < 1e-10, `${scheme} validation ${r.valBpb} vs ${ref.valBpb}`);
-      }
+      expectSameTraining(res, ref, scheme);
     });
   }
 
@@ -35,10 +30,7 @@ describe('--window: sliding-window training equals single-device training', () =
     const o = base({ seqLen: 15 });
     const [one] = await launchTraining({ ...o, batch: 2 * o.batch, ranks: 1, sp: 1, dp: 1, spScheme: 'local' }, { returnParams: true });
     const res = await launchTraining({ ...o, pad: true, ckptActivations: true, ranks: 4, dp: 2, sp: 2, spScheme: 'ring' }, { returnParams: true });
-    for (const r of res) {
-      expectAllClose(r.losses, one!.losses, { rtol: 1e-10 }, `combined losses (rank ${r.rank})`);
-      expectAllClose(r.params!, one!.params!, { rtol: 1e-10, atol: 1e-12 }, `combined weights (rank ${r.rank})`);
-    }
+    expectSameTraining(res, one!, `combined`, false);
   });
 
   it('the window changes training (a run without it ends at other weights)', async () => {
