@@ -5,6 +5,9 @@
 #include <math.h>
 #include <sched.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include <string>
 #include <vector>
@@ -336,6 +339,28 @@ Napi::Value AddressOf(const Info& info) {
   uint8_t* p = bytes_of(info, 0, &n);
   return Napi::Number::New(info.Env(), (double)(uintptr_t)p);
 }
+// allocHuge(bytes): a zeroed ArrayBuffer of `bytes` on its own mapping, 2 MiB-aligned and advised
+// for transparent huge pages before first touch (adviseHugePages cannot fully cover a buffer that
+// malloc placed off a 2 MiB boundary or already zeroed); unmapped when the buffer is collected.
+// Null where the platform has no such mapping.
+Napi::Value AllocHuge(const Info& info) {
+  const double req = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!(req >= 0) || req > 1e15) throw Napi::RangeError::New(info.Env(), "allocHuge(bytes): bytes must be a non-negative number");
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const size_t huge = (size_t)2 << 20, bytes = (size_t)req;
+  const size_t len = (bytes + huge - 1) / huge * huge;
+  if (len == 0) return info.Env().Null();
+  void* raw = mmap(nullptr, len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return info.Env().Null();
+  const uintptr_t base = (uintptr_t)raw, start = (base + huge - 1) / huge * huge;
+  if (start > base) munmap(raw, start - base);
+  if (base + len + huge > start + len) munmap((void*)(start + len), base + len + huge - (start + len));
+  madvise((void*)start, len, MADV_HUGEPAGE);
+  return Napi::ArrayBuffer::New(info.Env(), (void*)start, bytes, [](Napi::Env, void* p, size_t* n) { munmap(p, *n); delete n; }, new size_t(len));
+#else
+  return info.Env().Null();
+#endif
+}
 Napi::Value RawRead(const Info& info) {
   if (info.Length() < 8 || !info[0].IsTypedArray() || !info[3].IsTypedArray())
     throw Napi::TypeError::New(info.Env(), "rawRead(dst, addr, add, ctl, readingIdx, closedIdx, seq, abortIdx)");
@@ -466,6 +491,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   SP_EXPORT("copyBytes", CopyBytes);
   SP_EXPORT("addInto", AddInto);
   SP_EXPORT("addressOf", AddressOf);
+  SP_EXPORT("allocHuge", AllocHuge);
   SP_EXPORT("rawRead", RawRead);
   SP_EXPORT("copyRows", CopyRows);
   SP_EXPORT("rawReadRows", RawReadRows);

@@ -4,6 +4,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include <atomic>
 #include <condition_variable>
@@ -22,6 +25,19 @@ struct Slot {
   ~Slot() { free(p); }
 };
 thread_local Slot tl_slots[8];
+
+// Slots of 4 MiB and more start on a 2 MiB boundary and ask for transparent huge pages, so that
+// streaming a packed K/V block or a GEMM panel walks one TLB entry per 2 MiB instead of 512.
+constexpr size_t kHuge = (size_t)2 << 20;
+float* scratch_alloc(size_t bytes) {
+  if (bytes < 2 * kHuge) return (float*)aligned_alloc(64, (bytes + 63) / 64 * 64);
+  const size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
+  float* p = (float*)aligned_alloc(kHuge, rounded);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (p) madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+  return p;
+}
 
 // Fixed set of n-1 helper threads; the caller is worker 0. Items are claimed with an atomic
 // counter, so uneven items (causal tiles) balance.
@@ -114,7 +130,7 @@ float* sp_scratch(int slot, size_t n) {
   if (s.n < n) {
     free(s.p);
     const size_t cap = n + n / 4 + 16;
-    s.p = (float*)aligned_alloc(64, (cap * sizeof(float) + 63) / 64 * 64);
+    s.p = scratch_alloc(cap * sizeof(float));
     if (!s.p) abort();  // out of memory inside a kernel: nothing sensible to return
     s.n = cap;
   }

@@ -6,6 +6,7 @@ import { jsKernels } from '../../src/kernels/js/index.js';
 import type { Kernels } from '../../src/kernels/types.js';
 import { nativeAddon } from '../../src/kernels/native/index.js';
 import { median } from '../util.js';
+import { allocBuf } from '../../src/tensor/dtype.js';
 
 /**
  * Wall-clock and process CPU seconds of each timed run. The machine is shared (other builds and
@@ -36,8 +37,9 @@ function timing(wall: number[], cpu: number[]): Timing {
   return { runsSec: wall, medianSec: median(wall), cpuRunsSec: cpu, medianCpuSec: median(cpu) };
 }
 
+/** n uniform values in [-0.5, 0.5), allocated as the model's buffers are (allocBuf: large ones on huge pages). */
 export function rand(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
+  const a = allocBuf('float32', n) as Float32Array;
   let x = (seed * 2654435761) >>> 0 || 1;
   for (let i = 0; i < n; i++) {
     x ^= x << 13;
@@ -84,7 +86,7 @@ export interface CaseResult {
 
 /** out[N, M] = x[N, K] · w[M, K]ᵀ; checked on its first and last rows against js. */
 export function gemmCase(k: Kernels, N: number, K: number, M: number, runs: number): CaseResult {
-  const x = rand(N * K, 1), w = rand(M * K, 2), out = new Float32Array(N * M);
+  const x = rand(N * K, 1), w = rand(M * K, 2), out = allocBuf('float32', N * M) as Float32Array;
   k.matmulForward({ out }, { x, weight: w }, { N, K, M });
   const rows = [0, 1, N - 1];
   const xs = new Float32Array(rows.length * K);
@@ -107,8 +109,9 @@ export function attnCase(k: Kernels, N: number, D: number, causal: boolean, runs
   const q = rand(N * D, 3), kk = rand(N * D, 4), v = rand(N * D, 5), dOut = rand(N * D, 6);
   const pos = Int32Array.from({ length: N }, (_, i) => i);
   const d = { B: 1, Tq: N, Tk: N, H: 1, G: 1, D, scale: 1 / Math.sqrt(D), mask: { causal } };
-  const out = new Float32Array(N * D), lse = new Float32Array(N), delta = new Float32Array(N);
-  const dq = new Float32Array(N * D), dk = new Float32Array(N * D), dv = new Float32Array(N * D);
+  const f32 = (n: number) => allocBuf('float32', n) as Float32Array;
+  const out = f32(N * D), lse = f32(N), delta = f32(N);
+  const dq = f32(N * D), dk = f32(N * D), dv = f32(N * D);
   const fwd = () => {
     out.fill(0);
     lse.fill(-Infinity);

@@ -13,6 +13,15 @@ describe('benchmarks (smoke mode)', () => {
       assert.equal(r.status, 0, `seqpar bench ${theme} --smoke failed:\n${r.stderr}`);
     });
   }
+  it('bench/kernels/huge-ab compares huge-page and plain SGEMM operands and checks they agree', async (t) => {
+    const { loadNativeKernels } = await import('../../src/kernels/native/index.js');
+    const loaded = loadNativeKernels();
+    if ('error' in loaded) return t.skip(loaded.error);
+    const { runHugePageAb } = await import('../../bench/kernels/huge-ab.js');
+    const rows = runHugePageAb(true, () => {});
+    assert.equal(rows.length, 1);
+    assert.ok(rows[0]!['sameBits'] === true && Number(rows[0]!['hugeOverPlain']) > 0);
+  });
   it('bench sp --window trains every case with the window (the loss check holds against the windowed one-rank step)', () => {
     const r = spawnSync(process.execPath, [CLI, 'bench', 'sp', '--smoke', '--schemes', 'ring,ulysses', '--window', '8'], { encoding: 'utf8', timeout: 180_000 });
     assert.equal(r.status, 0, r.stderr);

@@ -41,6 +41,8 @@ export interface NativeAddon {
   copyBytes?(dst: ArrayBufferView, src: ArrayBufferView): void;
   /** dst[i] += src[i]; both Float32Array or both Float64Array, same length. */
   addInto?(dst: Float32Array | Float64Array, src: Float32Array | Float64Array): void;
+  /** A zeroed ArrayBuffer of `bytes` on its own 2 MiB-aligned mapping advised for huge pages, or null. */
+  allocHuge?(bytes: number): ArrayBuffer | null;
   /** Address of a typed array's first byte (the threads transport's one-copy reads). */
   addressOf?(ta: ArrayBufferView): number;
   /** Copies or adds dst.byteLength bytes from a peer's address while ctl says the peer still offers them (native/addon.cc). */

@@ -7,6 +7,7 @@ import type { Buf } from '../../tensor/dtype.js';
 import type { Kernels } from '../types.js';
 import { jsKernels } from '../js/index.js';
 import { loadAddon, type Isa, type NativeAddon } from './addon.js';
+import { setLargeBufferAllocator } from '../../tensor/dtype.js';
 
 export type { Isa, NativeAddon } from './addon.js';
 
@@ -132,6 +133,9 @@ export function loadNativeKernels(): { kernels: Kernels } | { error: string } {
   const r = loadAddon();
   if ('error' in r) return r;
   kernels ??= makeKernels(r.addon);
+  // Large buffers allocated from now on (model arena, scheme scratch) go on huge pages.
+  const huge = r.addon.allocHuge;
+  if (huge) setLargeBufferAllocator((bytes) => huge(bytes));
   return { kernels };
 }
 
