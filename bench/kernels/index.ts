@@ -21,6 +21,8 @@ export interface KernelBenchOptions {
   log?: (line: string) => void;
   /** Results file (default bench/results/kernels_<host>_<date>.jsonl). */
   out?: string;
+  /** Only these case groups (default both): a short run fits a shared host's quiet minute. */
+  only?: 'sgemm' | 'attention';
 }
 
 export interface KernelBenchRecord {
@@ -141,8 +143,8 @@ export function runKernelBench(opts: KernelBenchOptions = {}): KernelBenchRecord
     log(line(r));
   };
 
-  const gemms: [number, number, number][] = smoke ? [[64, 64, 64], [256, 16, 16]] : [[512, 512, 512], [1024, 1024, 1024], [2048, 2048, 2048], [16384, 64, 64]];
-  const attnN = smoke ? [128] : [1024, 4096, 16384];
+  const gemms: [number, number, number][] = opts.only === 'attention' ? [] : smoke ? [[64, 64, 64], [256, 16, 16]] : [[512, 512, 512], [1024, 1024, 1024], [2048, 2048, 2048], [16384, 64, 64]];
+  const attnN = opts.only === 'sgemm' ? [] : smoke ? [128] : [1024, 4096, 16384];
   try {
     for (const threads of threadSet) {
       setNativeThreads(threads);

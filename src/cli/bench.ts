@@ -7,7 +7,8 @@ import { UsageError } from './args.js';
 const HELP = `Usage: seqpar bench <theme> [--smoke]
 
 Themes
-  kernels [--threads N]   native SGEMM and attention vs this machine's FMA peak (measured in the
+  kernels [--threads N] [--only sgemm|attention|step]
+                          native SGEMM and attention vs this machine's FMA peak (measured in the
                           same run), plus the reference model's training step at N = 1K, 4K, 16K
                           on 1 core and with N intra-op threads (default 2)
   step [--backend js|native] [--n 1024,4096]
@@ -44,7 +45,7 @@ function intList(argv: string[], name: string): number[] | undefined {
   return xs;
 }
 
-const KNOWN = new Set(['--smoke', '--threads', '--backend', '--n', '--p', '--schemes', '--reps', '--warmup', '--baseline', '--rounds', '--ceiling', '--window', '--help']);
+const KNOWN = new Set(['--smoke', '--threads', '--backend', '--n', '--p', '--schemes', '--reps', '--warmup', '--baseline', '--rounds', '--ceiling', '--window', '--only', '--help']);
 
 export async function runBenchCommand(argv: string[]): Promise<number> {
   const [theme, ...rest] = argv;
@@ -69,8 +70,11 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
       case 'kernels': {
         const threads = Number(flagValue(rest, '--threads') ?? 2);
         if (!Number.isInteger(threads) || threads < 1) throw new UsageError(`--threads ${threads}: must be a positive integer`);
+        const only = flagValue(rest, '--only');
+        if (only !== undefined && only !== 'sgemm' && only !== 'attention' && only !== 'step') throw new UsageError(`--only ${only}: must be sgemm, attention or step`);
         const { runKernelBench } = await import('../../bench/kernels/index.js');
-        await runKernelBench({ smoke, threads, log });
+        if (only !== 'step') await runKernelBench({ smoke, threads, log, only });
+        if (only === 'sgemm' || only === 'attention') return 0;
         const { runTrainStepBench } = await import('../../bench/e2e/train-step.js');
         const { selectKernels } = await import('../kernels/index.js');
         const { setNativeThreads } = await import('../kernels/native/index.js');

@@ -13,6 +13,15 @@ describe('benchmarks (smoke mode)', () => {
       assert.equal(r.status, 0, `seqpar bench ${theme} --smoke failed:\n${r.stderr}`);
     });
   }
+  it('bench kernels --only sgemm runs the SGEMM cases alone; a bad --only is a usage error', () => {
+    const r = spawnSync(process.execPath, [CLI, 'bench', 'kernels', '--smoke', '--only', 'sgemm'], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /sgemm 64x64x64/);
+    assert.doesNotMatch(r.stderr, /attn|train step/);
+    const bad = spawnSync(process.execPath, [CLI, 'bench', 'kernels', '--only', 'gemm'], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--only gemm: must be sgemm, attention or step/);
+  });
   it('bench/kernels/huge-ab compares huge-page and plain SGEMM operands and checks they agree', async (t) => {
     const { loadNativeKernels } = await import('../../src/kernels/native/index.js');
     const loaded = loadNativeKernels();
