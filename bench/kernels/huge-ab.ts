@@ -52,7 +52,14 @@ export function runHugePageAb(smoke = false, log: (s: string) => void = (s) => v
     const tp: number[] = [];
     for (let p = 0; p < pairs; p++) {
       // alternate which goes first
-      const [h, q] = p % 2 ? [run(huge), run(plain)] : (() => { const q0 = run(plain); return [run(huge), q0]; })();
+      let h: number, q: number;
+      if (p % 2) {
+        h = run(huge);
+        q = run(plain);
+      } else {
+        q = run(plain);
+        h = run(huge);
+      }
       th.push(h);
       tp.push(q);
       ratios.push(h / q);
