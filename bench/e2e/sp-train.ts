@@ -18,7 +18,7 @@ import type { SchemeName } from '../../src/parallel/types.js';
 import { GPT } from '../../src/model/gpt.js';
 import { Arena } from '../../src/tensor/arena.js';
 import { Rng } from '../../src/tensor/rng.js';
-import { AdamW } from '../../src/train/optim.js';
+import { createOptimizer } from '../../src/train/zero.js';
 import { REFERENCE_MODEL } from './train-step.js';
 import { appendResult, median } from '../util.js';
 import { nativeAddon } from '../../src/kernels/native/index.js';
@@ -39,6 +39,8 @@ export interface SpStepArgs {
   alone?: boolean;
   /** Sliding-window attention of the model (GPTConfig.window); absent: full causal. */
   window?: number;
+  /** Every rank keeps the whole AdamW state and updates every parameter (--no-shard-optimizer). */
+  replicated?: boolean;
 }
 
 export interface SpStepResult {
@@ -63,9 +65,19 @@ export async function spStepEntry(world: World, a: SpStepArgs): Promise<SpStepRe
   const pos = attn.layout.positions(mesh.group('sp').rank);
   const arena = new Arena('float32');
   const config = a.window !== undefined ? { ...REFERENCE_MODEL, window: a.window } : REFERENCE_MODEL;
-  const model = new GPT({ config, kernels, arena, dtype: 'float32', rows: { B: 1, T: pos.length } });
+  // The optimizer as `seqpar train` runs it: sharded over the ranks of one sequence (ZeRO-1,
+  // train/zero.ts) unless a.replicated.
+  const shard = shared && !a.replicated;
+  const model = new GPT({ config, kernels, arena, dtype: 'float32', rows: { B: 1, T: pos.length }, flatMultiple: shard ? world.size : 1 });
   model.store.init(model.params, 5);
-  const opt = new AdamW(model.store, arena, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 }, model.params);
+  const g = world.group;
+  const opt = createOptimizer(model.store, arena, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 }, model.params, {
+    rank: world.rank,
+    size: shared ? world.size : 1,
+    allReduceSum: (b) => (shared ? g.allReduce(b, 'sum') : Promise.resolve()),
+    reduceScatterSum: (out, input) => g.reduceScatter(out, input, 'sum'),
+    allGather: (out, input) => g.allGather(out, input),
+  }, shard);
   // The same global sequence on every rank; each takes its layout's positions (targets shifted first).
   const rng = new Rng(9);
   const glob = Int32Array.from({ length: a.N + 1 }, () => rng.int(256));
@@ -75,10 +87,9 @@ export async function spStepEntry(world: World, a: SpStepArgs): Promise<SpStepRe
     model.grads.fill(0);
     const r = await model.forward({ tokens, targets, pos, S: a.N, attn });
     await model.backward(1 / a.N);
-    if (shared) await world.group.allReduce(model.grads, 'sum');
+    await opt.step(kernels, model.params, model.grads, 1e-4, 0);
     const loss = new Float64Array([r.lossSum]);
     if (shared) await world.group.allReduce(loss, 'sum');
-    opt.update(kernels, model.params, model.grads, 1e-4);
     return loss[0]! / a.N;
   };
   let firstLoss = a.warmup > 0 ? await step() : NaN;

@@ -16,7 +16,7 @@ const KIND: Record<keyof TrainOptions, Kind> = {
   data: 'path', out: 'path', resume: 'path', seed: 'int', evalEvery: 'int', evalBatches: 'int',
   checkpointEvery: 'int', ckptActivations: 'bool', backend: 'str', threads: 'int', ranks: 'int',
   transport: 'str', sp: 'int', spScheme: 'str', dp: 'int', ulysses: 'int', logEvery: 'int', quiet: 'bool',
-  commTimeout: 'num', pad: 'bool', window: 'int', docSep: 'int',
+  commTimeout: 'num', pad: 'bool', window: 'int', docSep: 'int', shardOptimizer: 'bool',
 };
 
 const BY_FLAG = new Map<string, keyof TrainOptions>(Object.keys(KIND).map((k) => [flagOf(k).slice(2), k as keyof TrainOptions]));
@@ -143,6 +143,8 @@ Model
 Optimizer
   --lr X (${DEFAULT_OPTIONS.lr})  --warmup N (${DEFAULT_OPTIONS.warmup})  --min-lr-frac X (${DEFAULT_OPTIONS.minLrFrac})
   --clip X (${DEFAULT_OPTIONS.clip})  --weight-decay X (${DEFAULT_OPTIONS.weightDecay})  --beta1 X  --beta2 X
+  --no-shard-optimizer every rank keeps all of AdamW's state and updates every parameter (default:
+                       with several ranks each updates 1/W of them, ZeRO-1)
 Parallelism
   --backend auto|js|native   kernels (auto: native when the addon loads)
   --threads N          intra-op threads of the native backend (default: all cores for one rank, 1 per rank)

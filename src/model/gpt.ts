@@ -21,6 +21,12 @@ export interface GPTOptions {
   rows: RowShape;
   /** Activation checkpointing: keep only block inputs, recompute each block in backward. */
   checkpoint?: boolean;
+  /**
+   * params and grads are allocated rounded up to a multiple of this many elements (default 1), so
+   * that W equal chunks cover them (train/zero.ts: reduce-scatter and all-gather over W ranks). The
+   * elements past store.size belong to no parameter and stay zero.
+   */
+  flatMultiple?: number;
 }
 
 export interface StepInput {
@@ -97,8 +103,10 @@ export class GPT {
     this.arena = o.arena;
     this.dtype = o.dtype;
     this.store = new ParamStore(o.config);
-    this.params = o.arena.alloc('params', this.store.size, o.dtype);
-    this.grads = o.arena.alloc('grads', this.store.size, o.dtype);
+    const mult = o.flatMultiple ?? 1;
+    const flat = Math.ceil(this.store.size / mult) * mult;
+    this.params = o.arena.alloc('params', flat, o.dtype);
+    this.grads = o.arena.alloc('grads', flat, o.dtype);
     const nActs = this.checkpoint ? 1 : o.config.layers;
     this.acts = Array.from({ length: nActs }, () => allocBlockActs(o.arena, o.config, o.rows, o.dtype));
     this.head = allocRecord(o.arena, 'activations', headActSizes(o.config, o.rows), o.dtype);

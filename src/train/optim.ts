@@ -11,26 +11,41 @@ export interface AdamWHyper {
   weightDecay: number;
 }
 
+/**
+ * AdamW over the flat parameters [lo, hi) (default all of them): m and v hold that range only, and
+ * update() takes its gradients as a buffer of the same range (train/zero.ts gives each rank a
+ * chunk). Elements of the range past the last parameter (flat padding) are left alone.
+ */
 export class AdamW {
   readonly m: Buf;
   readonly v: Buf;
+  readonly lo: number;
+  readonly hi: number;
   /** Number of updates applied so far (bias correction uses step + 1). */
   step = 0;
 
-  constructor(private store: ParamStore, arena: Arena, readonly hp: AdamWHyper, like: Buf) {
+  constructor(private store: ParamStore, arena: Arena, readonly hp: AdamWHyper, like: Buf, range?: { lo: number; hi: number }) {
     const dtype = like instanceof Float64Array ? 'float64' : 'float32';
-    this.m = arena.alloc('optimizer', store.size, dtype);
-    this.v = arena.alloc('optimizer', store.size, dtype);
+    this.lo = range?.lo ?? 0;
+    this.hi = range?.hi ?? store.size;
+    if (!(this.lo >= 0 && this.hi >= this.lo)) throw new RangeError(`AdamW: bad range [${this.lo}, ${this.hi})`);
+    this.m = arena.alloc('optimizer', this.hi - this.lo, dtype);
+    this.v = arena.alloc('optimizer', this.hi - this.lo, dtype);
   }
 
+  /** params: the whole flat buffer; grads: [hi − lo], the range's gradients. */
   update(k: Kernels, params: Buf, grads: Buf, lr: number): void {
     this.step++;
+    const { lo, hi } = this;
     for (const e of this.store.entries) {
-      const r = (b: Buf) => b.subarray(e.offset, e.offset + e.size);
+      const a = Math.max(lo, e.offset);
+      const b = Math.min(hi, e.offset + e.size);
+      if (a >= b) continue;
+      const r = (x: Buf) => x.subarray(a - lo, b - lo);
       k.adamwStep(
-        { param: r(params), m: r(this.m), v: r(this.v) },
+        { param: params.subarray(a, b), m: r(this.m), v: r(this.v) },
         { grad: r(grads) },
-        { n: e.size, lr, beta1: this.hp.beta1, beta2: this.hp.beta2, eps: this.hp.eps, weightDecay: e.decay ? this.hp.weightDecay : 0, step: this.step },
+        { n: b - a, lr, beta1: this.hp.beta1, beta2: this.hp.beta2, eps: this.hp.eps, weightDecay: e.decay ? this.hp.weightDecay : 0, step: this.step },
       );
     }
   }

@@ -59,6 +59,11 @@ export interface TrainOptions {
    * RoPE restarts at each. −1: one document per sequence. Needs --batch 1.
    */
   docSep: number;
+  /**
+   * With more than one rank, each keeps AdamW state for and updates 1/W of the parameters
+   * (ZeRO-1: gradients reduce-scattered, parameters all-gathered); off: every rank a full replica.
+   */
+  shardOptimizer: boolean;
 }
 
 /** Defaults sized so `npx seqpar train` finishes in a few minutes on 2 cores with the native backend. */
@@ -106,6 +111,7 @@ export const DEFAULT_OPTIONS: TrainOptions = {
   pad: false,
   window: 0,
   docSep: -1,
+  shardOptimizer: true,
 };
 
 export const CHOICES: Partial<Record<keyof TrainOptions, readonly string[]>> = {

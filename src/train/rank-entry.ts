@@ -58,6 +58,13 @@ export async function trainEntry(world: World, args: RankArgs): Promise<RankResu
       attn,
       // Every rank holds a share of the loss (sp shards × dp replicas): one sum over the world.
       allReduceSum: (buf) => (world.size === 1 ? Promise.resolve() : group.allReduce(buf, 'sum')),
+      gradComm: {
+        rank: world.rank,
+        size: world.size,
+        allReduceSum: (buf) => (world.size === 1 ? Promise.resolve() : group.allReduce(buf, 'sum')),
+        reduceScatterSum: (out, input) => group.reduceScatter(out, input, 'sum'),
+        allGather: (out, input) => group.allGather(out, input),
+      },
     },
     progress ? (m, total) => progress.update(m, total) : undefined,
   );

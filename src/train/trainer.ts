@@ -12,7 +12,8 @@ import type { Kernels } from '../kernels/types.js';
 import type { AttentionOp } from '../parallel/types.js';
 import { GPT, IGNORE_INDEX } from '../model/gpt.js';
 import { modelConfigOf, type TrainOptions } from './options.js';
-import { AdamW, clipGradNorm, lrAt } from './optim.js';
+import { lrAt } from './optim.js';
+import { createOptimizer, flatLength, type GradComm } from './zero.js';
 import { documentsOf, evalStarts, sampleStarts, shardBatch, windows, type Corpus } from './data.js';
 import { loadCheckpoint, restoreFlat, saveCheckpoint } from './checkpoint.js';
 
@@ -27,6 +28,11 @@ export interface RankEnv {
   attn: AttentionOp;
   /** Sums a buffer over every rank that holds a share of the loss (sp × dp); identity on one rank. */
   allReduceSum(buf: Buf): Promise<void>;
+  /**
+   * The same ranks' reduce-scatter and all-gather, for the sharded optimizer (--shard-optimizer);
+   * absent: the optimizer is replicated whatever the option says.
+   */
+  gradComm?: GradComm;
 }
 
 export interface StepMetrics {
@@ -59,16 +65,25 @@ export async function trainRank(o: TrainOptions, corpus: Corpus, env: RankEnv, o
   const pos = layout.positions(env.spRank);
   const T = pos.length;
   const arena = new Arena(o.dtype);
-  const model = new GPT({ config: cfg, kernels: env.kernels, arena, dtype: o.dtype, rows: { B: o.batch, T }, checkpoint: o.ckptActivations });
-  const opt = new AdamW(model.store, arena, { beta1: o.beta1, beta2: o.beta2, eps: 1e-8, weightDecay: o.weightDecay }, model.params);
+  const comm: GradComm = env.gradComm ?? { rank: 0, size: 1, allReduceSum: env.allReduceSum, reduceScatterSum: () => Promise.reject(new Error('no reduce-scatter')), allGather: () => Promise.reject(new Error('no all-gather')) };
+  const shard = o.shardOptimizer && comm.size > 1;
+  const model = new GPT({ config: cfg, kernels: env.kernels, arena, dtype: o.dtype, rows: { B: o.batch, T }, checkpoint: o.ckptActivations, flatMultiple: shard ? comm.size : 1 });
+  const hp = { beta1: o.beta1, beta2: o.beta2, eps: 1e-8, weightDecay: o.weightDecay };
+  // Replicated: gradients all-reduced, AdamW on every parameter everywhere. Sharded (ZeRO-1):
+  // reduce-scatter, AdamW on this rank's 1/W, all-gather of the parameters (zero.ts).
+  const opt = createOptimizer(model.store, arena, hp, model.params, comm, shard);
+  const n = model.store.size;
   const rng = new Rng(o.seed + 1);
   let start = 0;
   if (o.resume) {
     const ck = loadCheckpoint(o.resume);
     restoreFlat(model.store, model.params, ck.params);
-    restoreFlat(model.store, opt.m, ck.optimizer, 'm.');
-    restoreFlat(model.store, opt.v, ck.optimizer, 'v.');
-    opt.step = ck.state.optimizer.step;
+    const m = model.params.slice(0, n).fill(0);
+    const v = model.params.slice(0, n).fill(0);
+    restoreFlat(model.store, m, ck.optimizer, 'm.');
+    restoreFlat(model.store, v, ck.optimizer, 'v.');
+    opt.loadState(m, v);
+    opt.adam.step = ck.state.optimizer.step;
     start = ck.state.step;
     rng.setState(ck.state.dataRng);
   } else {
@@ -123,11 +138,9 @@ export async function trainRank(o: TrainOptions, corpus: Corpus, env: RankEnv, o
       lossSum += r.lossSum;
       await model.backward(1 / globalCount!);
     }
-    await env.allReduceSum(model.grads);
+    const gradNorm = await opt.step(env.kernels, model.params, model.grads, lr, o.clip);
     const [globalLoss] = await sum64([lossSum]);
     const loss = globalLoss! / globalCount!;
-    const gradNorm = clipGradNorm(env.kernels, model.grads, o.clip);
-    opt.update(env.kernels, model.params, model.grads, lr);
     losses.push(loss);
     const stepSec = (performance.now() - t0) / 1000;
     const m: StepMetrics = {
@@ -145,17 +158,19 @@ export async function trainRank(o: TrainOptions, corpus: Corpus, env: RankEnv, o
       m.valBpb = valBpb;
     }
     if (metricsPath) appendFileSync(metricsPath, JSON.stringify(m) + '\n');
-    if (o.out && env.rank === 0 && ((o.checkpointEvery > 0 && (step + 1) % o.checkpointEvery === 0) || last)) {
-      saveCheckpoint(o.out, model.store, { params: model.params, m: opt.m, v: opt.v }, {
+    if (o.out && ((o.checkpointEvery > 0 && (step + 1) % o.checkpointEvery === 0) || last)) {
+      // every rank takes part in gathering a sharded state; rank 0 writes it
+      const { m, v } = await opt.fullState();
+      if (env.rank === 0) saveCheckpoint(o.out, model.store, { params: model.params.subarray(0, n), m, v }, {
         step: step + 1,
         dtype: o.dtype,
         config: { ...cfg },
         train: { ...o, resume: null },
         dataRng: rng.state(),
-        optimizer: { step: opt.step, ...opt.hp },
+        optimizer: { step: opt.adam.step, ...opt.adam.hp },
       });
     }
     onStep?.(m, o.steps);
   }
-  return { losses, valBpb, params: model.params, steps: o.steps, peakBytes: arena.stats().peakBytes };
+  return { losses, valBpb, params: model.params.subarray(0, n), steps: o.steps, peakBytes: arena.stats().peakBytes };
 }

@@ -350,6 +350,19 @@ export async function largeOrdinaryRaw(world: World): Promise<Errors> {
       const out = alloc(dt, n * P);
       await g.allGather(out, input(dt, n, r, salt));
       check(errs, at('allGather'), out, refAllGather(all, dt)[r]!);
+      // in place (input = our own chunk of out): read there by peers, not copied onto itself
+      const gin = alloc(dt, n * P);
+      gin.set(input(dt, n, r, salt), r * n);
+      await g.allGather(gin, gin.subarray(r * n, (r + 1) * n));
+      check(errs, at('allGather in place'), gin, refAllGather(all, dt)[r]!);
+      if (P > 1) {
+        // input in ANOTHER rank's chunk of out: written during the call, so it must be staged
+        const j = (r + 1) % P;
+        const gx = alloc(dt, n * P);
+        gx.set(input(dt, n, r, salt), j * n);
+        await g.allGather(gx, gx.subarray(j * n, (j + 1) * n));
+        check(errs, at('allGather into a chunk of the input'), gx, refAllGather(all, dt)[r]!);
+      }
       const a2a = alloc(dt, n);
       await g.allToAll(a2a, input(dt, n, r, salt));
       check(errs, at('allToAll'), a2a, refAllToAll(all, dt)[r]!);

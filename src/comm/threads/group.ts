@@ -13,7 +13,7 @@ import { waitAsync } from './compat.js';
 import { AdaptiveSpin } from './spin.js';
 import { bulkAccumulate, bulkCopy, bulkCopyRows, rawAccess } from './copy.js';
 import { rowExtent } from '../rows.js';
-import { rawReadable, readableInPlace } from './placement.js';
+import { inPlaceGather, rawReadable, readableInPlace } from './placement.js';
 import { align, ArenaAlloc, BPE, F, FF, Layout, view, type View } from './shm.js';
 
 /** What every group of one rank in one run shares. */
@@ -152,8 +152,8 @@ export class ThreadsGroup extends GroupBase {
     const n = c.bytes / (bpe || 1);
     const redBytes = c.op === 'allReduce' ? (sliceStart(n, P, m + 1) - sliceStart(n, P, m)) * bpe : 0;
     const sends = c.a !== null && !(c.op === 'broadcast' && c.root !== m);
-    const direct = sends && c.bytes > 0 && readableInPlace(c, this.ctx.alloc.sab);
-    const raw = sends && !direct && c.bytes > 0 ? rawReadable(c) : null;
+    const direct = sends && c.bytes > 0 && readableInPlace(c, this.ctx.alloc.sab, m);
+    const raw = sends && !direct && c.bytes > 0 ? rawReadable(c, m) : null;
     const staged = sends && !direct && !raw;
     const need = (staged ? align(c.bytes) : 0) + redBytes;
     const region = need > 0 ? ctx.alloc.region(gid, need) : 0;
@@ -285,9 +285,11 @@ export class ThreadsGroup extends GroupBase {
     const dt = c.dtype;
     const bpe = BPE[dt]!;
     switch (c.op) {
-      case 'allGather':
-        for (let k = 0; k < P; k++) this.fromPeer(c.b!.subarray(k * n, (k + 1) * n), k, 0, null, s);
+      case 'allGather': {
+        const own = inPlaceGather(c, m);  // our chunk is already where it belongs
+        for (let k = 0; k < P; k++) if (!(own && k === m)) this.fromPeer(c.b!.subarray(k * n, (k + 1) * n), k, 0, null, s);
         break;
+      }
       case 'allToAll': {
         if (c.map) {
           this.moveRows(c, s);

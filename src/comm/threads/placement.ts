@@ -11,16 +11,27 @@ import { rawAccessFor, type RawAccess } from './copy.js';
  * Does the call leave `a` untouched while peers read it? allReduce rewrites its slices only after
  * every rank has reduced, and broadcast's root only reads; otherwise the output must not overlap it.
  */
-function noRacingWrite(c: Call): boolean {
+function noRacingWrite(c: Call, rank: number): boolean {
   const a = c.a!;
   if (c.op === 'allReduce' || c.op === 'broadcast' || c.b === null || c.b.buffer !== a.buffer) return true;
+  if (inPlaceGather(c, rank)) return true;  // the call writes only the other chunks
   const b = c.b;
   return b.byteOffset + b.byteLength <= a.byteOffset || a.byteOffset + a.byteLength <= b.byteOffset;
 }
 
+/**
+ * An allGather whose input is this rank's own chunk of the output (NCCL's in-place convention:
+ * input = out[rank·n, (rank+1)·n)): nothing of ours needs copying, and peers may read it there.
+ */
+export function inPlaceGather(c: Call, rank: number): boolean {
+  const a = c.a;
+  const b = c.b;
+  return c.op === 'allGather' && a !== null && b !== null && a.buffer === b.buffer && a.byteLength > 0 && a.byteOffset === b.byteOffset + rank * a.byteLength && b.byteLength % a.byteLength === 0;
+}
+
 /** Peers can read the send buffer where it is: it lives in this rank's arena. */
-export function readableInPlace(c: Call, arena: SharedArrayBuffer): boolean {
-  return c.a!.buffer === arena && noRacingWrite(c);
+export function readableInPlace(c: Call, arena: SharedArrayBuffer, rank: number): boolean {
+  return c.a!.buffer === arena && noRacingWrite(c, rank);
 }
 
 /**
@@ -29,11 +40,11 @@ export function readableInPlace(c: Call, arena: SharedArrayBuffer): boolean {
  * floats (rawRead copies or adds); for allToAllRows, only with the row reads installed (and,
  * for sums, floats). Returns the raw access to publish the address with, or null.
  */
-export function rawReadable(c: Call): RawAccess | null {
+export function rawReadable(c: Call, rank: number): RawAccess | null {
   const r = rawAccessFor(c.bytes);
   if (!r) return null;
   if (c.map && (!r.readRows || (c.add && !(c.a instanceof Float32Array || c.a instanceof Float64Array)))) return null;
   const reduces = c.op === 'reduceScatter' || c.op === 'allReduce';
   if (reduces && (!(c.redop === 'sum' || c.redop === 'avg') || !(c.a instanceof Float32Array || c.a instanceof Float64Array))) return null;
-  return noRacingWrite(c) ? r : null;
+  return noRacingWrite(c, rank) ? r : null;
 }
