@@ -41,12 +41,30 @@ function rowsOf(n: number, seed: number): Int32Array {
   return a;
 }
 
+/**
+ * n rows as runs of 1-5 consecutive rows in a seeded order (a token's heads bound for one rank,
+ * as Ulysses' maps have them): the native copy moves each run as one block.
+ */
+function runsOf(n: number, seed: number): Int32Array {
+  const runs: [number, number][] = [];
+  for (let i = 0, k = 0; i < n; k++) {
+    const len = Math.min(n - i, 1 + ((seed + k * 3) % 5));
+    runs.push([i, len]);
+    i += len;
+  }
+  const order = rowsOf(runs.length, seed);
+  const a = new Int32Array(n);
+  let o = 0;
+  for (const j of order) for (let e = 0; e < runs[j]![1]; e++) a[o++] = runs[j]![0] + e;
+  return a;
+}
+
 interface Shape {
   name: string;
   R: number;
   row: number;
-  send: 'contiguous' | 'perm';
-  recv: 'contiguous' | 'perm' | 'replicated';
+  send: 'contiguous' | 'perm' | 'runs';
+  recv: 'contiguous' | 'perm' | 'replicated' | 'runs';
   add: boolean;
 }
 
@@ -60,6 +78,8 @@ function shapes(big: boolean): Shape[] {
     { name: 'scatter-add', R, row, send: 'contiguous', recv: 'perm', add: true },
     { name: 'replicated rows summed in source order', R, row, send: 'perm', recv: 'replicated', add: true },
     { name: 'plain (both contiguous)', R, row, send: 'contiguous', recv: 'contiguous', add: false },
+    { name: 'runs of consecutive rows on both sides', R, row, send: 'runs', recv: 'runs', add: false },
+    { name: 'runs, summed', R, row, send: 'runs', recv: 'runs', add: true },
   ];
 }
 
@@ -85,8 +105,8 @@ async function sweep(g: ProcessGroup, place: Place): Promise<Errors> {
       const map: RowMap = {
         row,
         rows: R,
-        send: sh.send === 'perm' ? rowsOf(P * R + 3, salt).subarray(0, P * R) : null,
-        recv: sh.recv === 'perm' ? rowsOf(P * R, salt + 1) : sh.recv === 'replicated' ? sameRows(R, P, salt) : null,
+        send: sh.send === 'perm' ? rowsOf(P * R + 3, salt).subarray(0, P * R) : sh.send === 'runs' ? runsOf(P * R + 3, salt).subarray(0, P * R) : null,
+        recv: sh.recv === 'perm' ? rowsOf(P * R, salt + 1) : sh.recv === 'replicated' ? sameRows(R, P, salt) : sh.recv === 'runs' ? runsOf(P * R, salt + 1) : null,
       };
       // Inputs have spare rows past what the map reads (a map may skip rows).
       const inRows = P * R + 3;
