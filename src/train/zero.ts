@@ -23,9 +23,9 @@ export interface GradComm {
   size: number;
   /** In place; the identity on one rank. */
   allReduceSum(buf: Buf): Promise<void>;
-  /** input [size·n] → out [n]: the sum over ranks of input chunk `rank`. */
+  /** input [size·n] → out [n]: the sum over ranks of input chunk `rank`; out may be that chunk itself. */
   reduceScatterSum(out: Buf, input: Buf): Promise<void>;
-  /** input [n] → out [size·n]: chunk j is rank j's input. */
+  /** input [n] → out [size·n]: chunk j is rank j's input; input may be out's chunk `rank` itself. */
   allGather(out: Buf, input: Buf): Promise<void>;
 }
 
@@ -81,14 +81,14 @@ export function createOptimizer(
   const c = params.length / W;
   const lo = comm.rank * c;
   const adam = new AdamW(store, arena, hp, params, { lo, hi: lo + c });
-  const gShard = arena.alloc('grads', c, params instanceof Float64Array ? 'float64' : 'float32');
   const like = (len: number): Buf => (params instanceof Float64Array ? new Float64Array(len) : new Float32Array(len));
   return {
     adam,
     sharded: true,
     async step(k, p, grads, lr, clip) {
       if (grads.length !== W * c) throw new Error(`sharded optimizer: gradients hold ${grads.length} elements, need ${W * c}`);
-      // [W·c] grads -reduceScatter(world)-> [c] the sum of chunk r
+      // [W·c] grads -reduceScatter(world, in place)-> chunk r of grads = the sum of everyone's chunk r
+      const gShard = grads.subarray(lo, lo + c);
       await comm.reduceScatterSum(gShard, grads);
       const sq = new Float64Array([k.sumSquares(gShard)]);
       await comm.allReduceSum(sq);

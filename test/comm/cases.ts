@@ -74,6 +74,10 @@ async function sweep(g: ProcessGroup, tag: string, salt0: number, shared = false
         const out = mk(dt, n);
         await g.reduceScatter(out, own(all[r]!), op);
         check(errs, at(`reduceScatter(${op})`, n), out, refReduceScatter(all, op, dt)[r]!);
+        // In place: the output is this rank's chunk of the input.
+        const x = own(all[r]!);
+        await g.reduceScatter(x.subarray(r * n, (r + 1) * n), x, op);
+        check(errs, at(`reduceScatter(${op}) in place`, n), x.subarray(r * n, (r + 1) * n), refReduceScatter(all, op, dt)[r]!);
       }
       if (lastBytes(g) !== (n * P * alloc(dt, 1).byteLength * (P - 1)) / P) errs.push(`${at('reduceScatter', n)}: logged ${lastBytes(g)} B`);
     }
@@ -362,6 +366,21 @@ export async function largeOrdinaryRaw(world: World): Promise<Errors> {
         gx.set(input(dt, n, r, salt), j * n);
         await g.allGather(gx, gx.subarray(j * n, (j + 1) * n));
         check(errs, at('allGather into a chunk of the input'), gx, refAllGather(all, dt)[r]!);
+      }
+      for (const op of ['sum', 'avg'] as ReduceOp[]) {
+        // reduceScatter in place (out = our own chunk of the input): reduced, then written over it
+        const rin = input(dt, n, r, salt);
+        const chunk = rin.subarray(r * (n / P), (r + 1) * (n / P));
+        await g.reduceScatter(chunk, rin, op);
+        check(errs, at(`reduceScatter(${op}) in place`), chunk, refReduceScatter(all, op, dt)[r]!);
+        if (P > 1) {
+          // out = ANOTHER rank's chunk of the input, which that rank reads meanwhile: staged
+          const j = (r + 1) % P;
+          const rx = input(dt, n, r, salt);
+          const other = rx.subarray(j * (n / P), (j + 1) * (n / P));
+          await g.reduceScatter(other, rx, op);
+          check(errs, at(`reduceScatter(${op}) into a chunk of the input`), other, refReduceScatter(all, op, dt)[r]!);
+        }
       }
       const a2a = alloc(dt, n);
       await g.allToAll(a2a, input(dt, n, r, salt));

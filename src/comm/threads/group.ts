@@ -13,7 +13,7 @@ import { waitAsync } from './compat.js';
 import { AdaptiveSpin } from './spin.js';
 import { bulkAccumulate, bulkCopy, bulkCopyRows, rawAccess } from './copy.js';
 import { rowExtent } from '../rows.js';
-import { inPlaceGather, rawReadable, readableInPlace } from './placement.js';
+import { inPlaceGather, inPlaceScatter, rawReadable, readableInPlace } from './placement.js';
 import { align, ArenaAlloc, BPE, F, FF, Layout, view, type View } from './shm.js';
 
 /** What every group of one rank in one run shares. */
@@ -150,7 +150,9 @@ export class ThreadsGroup extends GroupBase {
     //    ordinary buffer by address (raw: one copy, the peer's), or staged into our arena region.
     const bpe = BPE[c.dtype]!;
     const n = c.bytes / (bpe || 1);
-    const redBytes = c.op === 'allReduce' ? (sliceStart(n, P, m + 1) - sliceStart(n, P, m)) * bpe : 0;
+    // Our region past the staged input: allReduce's reduced slice (peers gather it), or the sum of
+    // an in-place reduceScatter on rank ≥ 2 before it overwrites our chunk of the input (move).
+    const redBytes = c.op === 'allReduce' ? (sliceStart(n, P, m + 1) - sliceStart(n, P, m)) * bpe : m >= 2 && inPlaceScatter(c, m) ? c.b!.byteLength : 0;
     const sends = c.a !== null && !(c.op === 'broadcast' && c.root !== m);
     const direct = sends && c.bytes > 0 && readableInPlace(c, this.ctx.alloc.sab, m);
     const raw = sends && !direct && c.bytes > 0 ? rawReadable(c, m) : null;
@@ -302,10 +304,20 @@ export class ThreadsGroup extends GroupBase {
       }
       case 'reduceScatter': {
         const nc = n / P;
-        const out = c.b!;
+        const inPlace = inPlaceScatter(c, m);
+        if (inPlace && m <= 1) {
+          // out already holds our own chunk; x0 + x1 == x1 + x0 exactly, so adding the other of
+          // the first two and then the rest keeps the rank-order sum bit for bit
+          for (let k = 0; k < P; k++) if (k !== m) this.fromPeer(c.b!, k, m * nc * bpe, c.redop, s);
+          finishAvg(c.b!, c.redop, P);
+          break;
+        }
+        // In place on a later rank (the sum reads our chunk after others): reduce in our region first.
+        const out = inPlace ? view(this.ctx.alloc.sab, dt, this.ctx.f64[this.ctx.layout.f(this.gid, m, FF.OFF2)]!, nc * bpe) : c.b!;
         this.fromPeer(out, 0, m * nc * bpe, null, s);
         for (let k = 1; k < P; k++) this.fromPeer(out, k, m * nc * bpe, c.redop, s);
         finishAvg(out, c.redop, P);
+        if (inPlace) bulkCopy(c.b!, out);
         break;
       }
       case 'allReduce':

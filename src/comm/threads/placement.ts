@@ -15,6 +15,7 @@ function noRacingWrite(c: Call, rank: number): boolean {
   const a = c.a!;
   if (c.op === 'allReduce' || c.op === 'broadcast' || c.b === null || c.b.buffer !== a.buffer) return true;
   if (inPlaceGather(c, rank)) return true;  // the call writes only the other chunks
+  if (inPlaceScatter(c, rank)) return true;  // peers read only the other chunks; ours is written last
   const b = c.b;
   return b.byteOffset + b.byteLength <= a.byteOffset || a.byteOffset + a.byteLength <= b.byteOffset;
 }
@@ -27,6 +28,17 @@ export function inPlaceGather(c: Call, rank: number): boolean {
   const a = c.a;
   const b = c.b;
   return c.op === 'allGather' && a !== null && b !== null && a.buffer === b.buffer && a.byteLength > 0 && a.byteOffset === b.byteOffset + rank * a.byteLength && b.byteLength % a.byteLength === 0;
+}
+
+/**
+ * A reduceScatter whose output is this rank's own chunk of its input (NCCL's in-place
+ * convention: out = input[rank·n, (rank+1)·n)). Peers read only the other chunks of our input, and
+ * the group reduces into its own region before writing ours (group.ts move): no copy of the input.
+ */
+export function inPlaceScatter(c: Call, rank: number): boolean {
+  const a = c.a;
+  const b = c.b;
+  return c.op === 'reduceScatter' && a !== null && b !== null && a.buffer === b.buffer && b.byteLength > 0 && b.byteOffset === a.byteOffset + rank * b.byteLength && a.byteLength % b.byteLength === 0;
 }
 
 /** Peers can read the send buffer where it is: it lives in this rank's arena. */
