@@ -18,6 +18,23 @@ export interface Timing {
   medianSec: number;
   cpuRunsSec: number[];
   medianCpuSec: number;
+  /**
+   * The FMA rate of one core (GFLOP/s per CPU second, probeFma) right before each timed run and
+   * once after the last: runs + 1 values, run i sits between probes i and i + 1.
+   */
+  probes: number[];
+}
+
+/**
+ * The FMA loop's rate on this thread right now, GFLOP/s per CPU second (about 0.6 ms). A neighbour
+ * on the core's other hyperthread, or a lower turbo, slows it and a compute-bound kernel alike,
+ * where CPU time does not see them: each timed run is set against the probes around it.
+ */
+export function probeFma(): number {
+  const a = nativeAddon()!;
+  let flops = 0;
+  const [, cpu] = measure(() => (flops = a.fmaPeak(3e5)));
+  return flops / Math.max(cpu, 1e-9) / 1e9;
 }
 
 /**
@@ -33,8 +50,8 @@ export function measure(fn: () => void): [number, number] {
   return [wall, a.cpuSeconds() - c0];
 }
 
-function timing(wall: number[], cpu: number[]): Timing {
-  return { runsSec: wall, medianSec: median(wall), cpuRunsSec: cpu, medianCpuSec: median(cpu) };
+function timing(wall: number[], cpu: number[], probes: number[]): Timing {
+  return { runsSec: wall, medianSec: median(wall), cpuRunsSec: cpu, medianCpuSec: median(cpu), probes };
 }
 
 /** n uniform values in [-0.5, 0.5), allocated as the model's buffers are (allocBuf: large ones on huge pages). */
@@ -64,13 +81,15 @@ function relErr(a: ArrayLike<number>, e: ArrayLike<number>): number {
 /** Runs fn `warm` times untimed, then `runs` times timed. */
 export function time(fn: () => void, warm: number, runs: number): Timing {
   for (let i = 0; i < warm; i++) fn();
-  const wall: number[] = [], cpu: number[] = [];
+  const wall: number[] = [], cpu: number[] = [], probes: number[] = [];
   for (let i = 0; i < runs; i++) {
+    probes.push(probeFma());
     const [w, c] = measure(fn);
     wall.push(w);
     cpu.push(c);
   }
-  return timing(wall, cpu);
+  probes.push(probeFma());
+  return timing(wall, cpu, probes);
 }
 
 export interface CaseResult {
@@ -144,8 +163,9 @@ export function attnCase(k: Kernels, N: number, D: number, causal: boolean, runs
     fwd();
     bwd();
   }
-  const tf: number[] = [], tt: number[] = [], cf: number[] = [], ct: number[] = [];
+  const tf: number[] = [], tt: number[] = [], cf: number[] = [], ct: number[] = [], probes: number[] = [];
   for (let r = 0; r < runs; r++) {
+    probes.push(probeFma());
     const [wf, xf] = measure(fwd);
     const [wb, xb] = measure(bwd);
     tf.push(wf);
@@ -153,6 +173,7 @@ export function attnCase(k: Kernels, N: number, D: number, causal: boolean, runs
     tt.push(wf + wb);
     ct.push(xf + xb);
   }
+  probes.push(probeFma());
   // The forward again in a loop of its own, as FlashAttention's benchmark times it: in the loop
   // above each forward follows a backward, whose 2.5x the work leaves its own data in the caches.
   const alone = time(fwd, warm > 0 ? 1 : 0, runs);
@@ -162,7 +183,7 @@ export function attnCase(k: Kernels, N: number, D: number, causal: boolean, runs
     flops: 14 * N * N * D * frac,
     bytes: 4 * 8 * N * D,
     checkRelErr,
-    timing: timing(tt, ct),
-    extra: { name: 'attn_fwd', flops: 4 * N * N * D * frac, timing: timing(tf, cf) },
+    timing: timing(tt, ct, probes),
+    extra: { name: 'attn_fwd', flops: 4 * N * N * D * frac, timing: timing(tf, cf, probes) },
   };
 }

@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadNativeKernels, nativeAddon, setNativeThreads } from '../../src/kernels/native/index.js';
 import { attnCase, gemmCase, measure, type CaseResult } from './cases.js';
-import { resultsPath } from '../util.js';
+import { median, resultsPath } from '../util.js';
 
 export interface KernelBenchOptions {
   /** One tiny iteration of every case (CI); writes no results file. */
@@ -52,6 +52,14 @@ export interface KernelBenchRecord {
   pctOfPeakWall: number;
   /** CPU-time rate of the fastest timed run over the peak (median is pctOfPeak). */
   pctOfPeakBest: number;
+  /**
+   * Median over the timed runs of each run's CPU-time rate against the FMA rate probed on the
+   * calling thread just before and just after it (their mean, × threads): the kernel's share of
+   * what the core delivered at that moment (cases.ts probeFma). Equal to pctOfPeak on a quiet host.
+   */
+  pctOfPeakPaired: number;
+  /** The probes around the timed runs (GFLOP/s of one core; runs + 1 values). */
+  probes: number[];
   checkRelErr: number;
   checkOk: boolean;
   host: string;
@@ -124,11 +132,13 @@ export function runKernelBench(opts: KernelBenchOptions = {}): KernelBenchRecord
       pctOfPeak: (100 * gflopsCpu) / (pk * threads), pctOfPeakWall: (100 * gflops) / (pk * threads),
       // the fastest run's CPU rate: noise on a shared host only ever slows a run down
       pctOfPeakBest: (100 * cpuRate(Math.min(...t.cpuRunsSec))) / (pk * threads),
+      pctOfPeakPaired: median(t.cpuRunsSec.map((c, i) => (100 * cpuRate(c)) / (((t.probes[i]! + t.probes[i + 1]!) / 2) * threads))),
+      probes: t.probes,
       checkRelErr: m.err, checkOk: m.err < 1e-3, host: hostname(), cpu: cpus()[0]?.model ?? 'unknown', date, smoke,
     };
   };
   const line = (r: KernelBenchRecord) =>
-    `${r.case.padEnd(32)} t=${r.threads} ${r.gflopsCpu.toFixed(1).padStart(6)} GFLOP/s/cpu ${r.pctOfPeak.toFixed(0).padStart(3)}% (best run ${r.pctOfPeakBest.toFixed(0)}%) | wall ${r.gflops.toFixed(1).padStart(6)} ${r.pctOfPeakWall.toFixed(0).padStart(3)}%  ${(r.medianSec * 1e3).toFixed(1)} ms  check ${r.checkRelErr.toExponential(1)}${r.checkOk ? '' : '  CHECK FAILED'}`;
+    `${r.case.padEnd(32)} t=${r.threads} ${r.gflopsCpu.toFixed(1).padStart(6)} GFLOP/s/cpu ${r.pctOfPeak.toFixed(0).padStart(3)}% (best run ${r.pctOfPeakBest.toFixed(0)}%, paired ${r.pctOfPeakPaired.toFixed(0)}%) | wall ${r.gflops.toFixed(1).padStart(6)} ${r.pctOfPeakWall.toFixed(0).padStart(3)}%  ${(r.medianSec * 1e3).toFixed(1)} ms  check ${r.checkRelErr.toExponential(1)}${r.checkOk ? '' : '  CHECK FAILED'}`;
   let near = start;
   const probe = () => {
     near = measurePeakGflops(smoke, 2);

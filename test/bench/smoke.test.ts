@@ -97,6 +97,13 @@ describe('benchmarks (smoke mode)', () => {
       assert.ok(Math.abs(r.peakGflops / r.threads - peak) <= 1e-9 * peak, `${r.case}: one peak for the whole run`);
       assert.ok(r.peakNearGflops <= r.peakGflops * (1 + 1e-12), `${r.case}: the probe before it is at most the run's peak`);
       assert.ok(Math.abs(r.pctOfPeak - (100 * r.gflopsCpu) / r.peakGflops) <= 1e-9 * r.pctOfPeak, r.case);
+      // paired: each timed run's rate per CPU second (per core) against the mean of the probes
+      // around it, median over runs
+      assert.equal(r.probes.length, r.cpuRunsSec.length + 1, `${r.case}: one probe before each run and one after`);
+      const paired = r.cpuRunsSec.map((c, i) => (100 * r.flops) / c / 1e9 / ((r.probes[i]! + r.probes[i + 1]!) / 2)).sort((a, b) => a - b);
+      const mid = paired.length >> 1;
+      const want = paired.length % 2 ? paired[mid]! : (paired[mid - 1]! + paired[mid]!) / 2;
+      assert.ok(Math.abs(r.pctOfPeakPaired - want) <= 1e-9 * want, `${r.case}: paired ${r.pctOfPeakPaired} vs ${want}`);
     }
   });
   it('prints the usage for --help after a theme instead of running it', () => {
