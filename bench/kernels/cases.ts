@@ -26,15 +26,24 @@ export interface Timing {
 }
 
 /**
- * The FMA loop's rate on this thread right now, GFLOP/s per CPU second (about 0.6 ms). A neighbour
- * on the core's other hyperthread, or a lower turbo, slows it and a compute-bound kernel alike,
- * where CPU time does not see them: each timed run is set against the probes around it.
+ * The FMA loop's rate on this thread right now, GFLOP/s per CPU second, over about `ms` ms. A
+ * neighbour on the core's other hyperthread, or a lower turbo, slows it and a compute-bound kernel
+ * alike, where CPU time does not see them: each timed run is set against the probes around it.
  */
-export function probeFma(): number {
+export function probeFma(ms = 0.6): number {
   const a = nativeAddon()!;
   let flops = 0;
-  const [, cpu] = measure(() => (flops = a.fmaPeak(3e5)));
+  const [, cpu] = measure(() => (flops = a.fmaPeak(Math.round(4.7e5 * ms))));
   return flops / Math.max(cpu, 1e-9) / 1e9;
+}
+
+/**
+ * Probe length after a run of `sec` seconds: a tenth of it, 0.6-50 ms, so that a probe samples
+ * the host over a comparable stretch (a 0.6 ms probe next to a 500 ms run once caught a busy
+ * moment the run mostly missed and read the run at 114 %).
+ */
+export function probeMsAfter(sec: number): number {
+  return Math.min(50, Math.max(0.6, 100 * sec));
 }
 
 /**
@@ -80,15 +89,17 @@ function relErr(a: ArrayLike<number>, e: ArrayLike<number>): number {
 
 /** Runs fn `warm` times untimed, then `runs` times timed. */
 export function time(fn: () => void, warm: number, runs: number): Timing {
-  for (let i = 0; i < warm; i++) fn();
+  let pms = 0.6;
+  for (let i = 0; i < warm; i++) pms = probeMsAfter(measure(fn)[0]);
   const wall: number[] = [], cpu: number[] = [], probes: number[] = [];
   for (let i = 0; i < runs; i++) {
-    probes.push(probeFma());
+    probes.push(probeFma(pms));
     const [w, c] = measure(fn);
     wall.push(w);
     cpu.push(c);
+    pms = probeMsAfter(w);
   }
-  probes.push(probeFma());
+  probes.push(probeFma(pms));
   return timing(wall, cpu, probes);
 }
 
@@ -159,21 +170,20 @@ export function attnCase(k: Kernels, N: number, D: number, causal: boolean, runs
 
   // Untimed iterations first: the first few after a change of shape run up to 1.5x slower on
   // this VM (N=1024 D=128 causal: 3.3 ms for 4 runs, then 2.27 ms), which a median of 9 does not hide.
-  for (let r = 0; r < warm; r++) {
-    fwd();
-    bwd();
-  }
+  let pms = 0.6;
+  for (let r = 0; r < warm; r++) pms = probeMsAfter(measure(fwd)[0] + measure(bwd)[0]);
   const tf: number[] = [], tt: number[] = [], cf: number[] = [], ct: number[] = [], probes: number[] = [];
   for (let r = 0; r < runs; r++) {
-    probes.push(probeFma());
+    probes.push(probeFma(pms));
     const [wf, xf] = measure(fwd);
     const [wb, xb] = measure(bwd);
     tf.push(wf);
     cf.push(xf);
     tt.push(wf + wb);
     ct.push(xf + xb);
+    pms = probeMsAfter(wf + wb);
   }
-  probes.push(probeFma());
+  probes.push(probeFma(pms));
   // The forward again in a loop of its own, as FlashAttention's benchmark times it: in the loop
   // above each forward follows a backward, whose 2.5x the work leaves its own data in the caches.
   const alone = time(fwd, warm > 0 ? 1 : 0, runs);
