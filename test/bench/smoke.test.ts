@@ -31,6 +31,15 @@ describe('benchmarks (smoke mode)', () => {
     assert.equal(rows.length, 1);
     assert.ok(rows[0]!['sameBits'] === true && Number(rows[0]!['hugeOverPlain']) > 0);
   });
+  it('bench/e2e/zero-ab times the sharded against the replicated optimizer step after checking they update alike', async (t) => {
+    const { loadNativeKernels } = await import('../../src/kernels/native/index.js');
+    const loaded = loadNativeKernels();
+    if ('error' in loaded) return t.skip(loaded.error);
+    const { runZeroAb } = await import('../../bench/e2e/zero-ab.js');
+    const rec = await runZeroAb(true);
+    assert.ok(Number(rec['shardedMs']) > 0 && Number(rec['replicatedMs']) > 0);
+    assert.ok(Number(rec['maxParamDiff']) < 1e-6);
+  });
   it('bench sp --window trains every case with the window (the loss check holds against the windowed one-rank step)', () => {
     const r = spawnSync(process.execPath, [CLI, 'bench', 'sp', '--smoke', '--schemes', 'ring,ulysses', '--window', '8'], { encoding: 'utf8', timeout: 180_000 });
     assert.equal(r.status, 0, r.stderr);
