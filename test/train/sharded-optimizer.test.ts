@@ -87,6 +87,21 @@ describe('sharded optimizer (ZeRO-1)', () => {
     });
   }
 
+  it('a checkpoint of 2 sharded ranks resumes on 3 (zigzag sp=3) sharded exactly as replicated (float64)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'seqpar-zero-w-'));
+    try {
+      const o = base({ dp: 2, ranks: 2, steps: 3 });
+      await launchTraining({ ...o, shardOptimizer: true, out: join(dir, 'a') });
+      const on3 = { ...o, dp: 1, sp: 3, ranks: 3, spScheme: 'zigzag' as const, steps: 6, resume: join(dir, 'a', 'ckpt-000003') };
+      const rep = await launchTraining({ ...on3, shardOptimizer: false, out: join(dir, 'r') }, { returnParams: true });
+      const zero = await launchTraining({ ...on3, shardOptimizer: true, out: join(dir, 'z') }, { returnParams: true });
+      expectSameTraining(zero, rep[0]!, 'resumed on 3 ranks');
+      assert.equal(zero[0]!.losses.length, 3);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('each rank holds 1/W of AdamW m and v (peak bytes, exactly)', async () => {
     const W = 3;
     const o = base({ sp: W, ranks: W, spScheme: 'zigzag', steps: 1, evalEvery: 0 });
