@@ -13,7 +13,7 @@ import type { AttentionOp } from '../parallel/types.js';
 import { GPT, IGNORE_INDEX } from '../model/gpt.js';
 import { modelConfigOf, type TrainOptions } from './options.js';
 import { lrAt } from './optim.js';
-import { createOptimizer, flatLength, type GradComm } from './zero.js';
+import { createOptimizer, type GradComm } from './zero.js';
 import { documentsOf, evalStarts, sampleStarts, shardBatch, windows, type Corpus } from './data.js';
 import { loadCheckpoint, restoreFlat, saveCheckpoint } from './checkpoint.js';
 
