@@ -13,7 +13,7 @@ import { waitAsync } from './compat.js';
 import { AdaptiveSpin } from './spin.js';
 import { bulkAccumulate, bulkCopy, bulkCopyRows, rawAccess } from './copy.js';
 import { rowExtent } from '../rows.js';
-import { inPlaceGather, inPlaceScatter, rawReadable, readableInPlace } from './placement.js';
+import { inPlaceGather, inPlaceScatter, rawReadable, readableInPlace, stageInput } from './placement.js';
 import { align, ArenaAlloc, BPE, F, FF, Layout, view, type View } from './shm.js';
 
 /** What every group of one rank in one run shares. */
@@ -160,26 +160,7 @@ export class ThreadsGroup extends GroupBase {
     const need = (staged ? align(c.bytes) : 0) + redBytes;
     const region = need > 0 ? ctx.alloc.region(gid, need) : 0;
     const off = direct ? c.a!.byteOffset : raw ? raw.addressOf(c.a!) : region;
-    if (staged && c.bytes > 0) {
-      const mine = view(ctx.alloc.sab, c.dtype, off, c.bytes);
-      if (c.map) {
-        // Peers' chunks packed in chunk order (ours never leaves): they read them contiguously.
-        const { row, rows: R, send } = c.map;
-        for (let j = 0; j < P; j++) {
-          if (j === m) continue;
-          const dst = mine.subarray(j * R * row, (j + 1) * R * row);
-          if (send) bulkCopyRows(dst, null, c.a!, send.subarray(j * R, (j + 1) * R), R, row, false);
-          else bulkCopy(dst, c.a!.subarray(j * R * row, (j + 1) * R * row));
-        }
-      } else if (c.op === 'allToAll' && P > 1) {
-        // Our own chunk never leaves this rank: copied straight into out below.
-        const nc = n / P;
-        if (m > 0) bulkCopy(mine.subarray(0, m * nc), c.a!.subarray(0, m * nc));
-        if (m < P - 1) bulkCopy(mine.subarray((m + 1) * nc), c.a!.subarray((m + 1) * nc));
-      } else {
-        bulkCopy(mine, c.a!);
-      }
-    }
+    if (staged && c.bytes > 0) stageInput(view(ctx.alloc.sab, c.dtype, off, c.bytes), c, m, P);
 
     // 3. Publish the descriptor; PUB is stored last (release) and loaded first (acquire) by peers.
     const fi = (f: number) => layout.i(gid, m, f);

@@ -5,7 +5,8 @@
  * buffer while this rank waits, so nothing this rank writes during the call may overlap it.
  */
 import type { Call } from '../core.js';
-import { rawAccessFor, type RawAccess } from './copy.js';
+import type { CommBuf } from '../types.js';
+import { bulkCopy, bulkCopyRows, rawAccessFor, type RawAccess } from './copy.js';
 
 /**
  * Does the call leave `a` untouched while peers read it? allReduce rewrites its slices only after
@@ -59,4 +60,28 @@ export function rawReadable(c: Call, rank: number): RawAccess | null {
   const reduces = c.op === 'reduceScatter' || c.op === 'allReduce';
   if (reduces && (!(c.redop === 'sum' || c.redop === 'avg') || !(c.a instanceof Float32Array || c.a instanceof Float64Array))) return null;
   return noRacingWrite(c, rank) ? r : null;
+}
+
+/**
+ * Copies the send buffer of rank m's call into `mine`, its staging space in the arena, in the form
+ * peers read: allToAllRows' chunks packed contiguously in chunk order, a plain allToAll's chunks in
+ * place; our own chunk never leaves this rank, so it is not staged. Anything else: all of it.
+ */
+export function stageInput(mine: CommBuf, c: Call, m: number, P: number): void {
+  const a = c.a!;
+  if (c.map) {
+    const { row, rows: R, send } = c.map;
+    for (let j = 0; j < P; j++) {
+      if (j === m) continue;
+      const dst = mine.subarray(j * R * row, (j + 1) * R * row);
+      if (send) bulkCopyRows(dst, null, a, send.subarray(j * R, (j + 1) * R), R, row, false);
+      else bulkCopy(dst, a.subarray(j * R * row, (j + 1) * R * row));
+    }
+  } else if (c.op === 'allToAll' && P > 1) {
+    const nc = mine.length / P;
+    if (m > 0) bulkCopy(mine.subarray(0, m * nc), a.subarray(0, m * nc));
+    if (m < P - 1) bulkCopy(mine.subarray((m + 1) * nc), a.subarray((m + 1) * nc));
+  } else {
+    bulkCopy(mine, a);
+  }
 }
