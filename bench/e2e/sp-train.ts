@@ -18,7 +18,7 @@ import type { SchemeName } from '../../src/parallel/types.js';
 import { GPT } from '../../src/model/gpt.js';
 import { Arena } from '../../src/tensor/arena.js';
 import { Rng } from '../../src/tensor/rng.js';
-import { createOptimizer } from '../../src/train/zero.js';
+import { createOptimizer, gradCommOf, SINGLE_RANK } from '../../src/train/zero.js';
 import { REFERENCE_MODEL } from './train-step.js';
 import { appendResult, median } from '../util.js';
 import { nativeAddon } from '../../src/kernels/native/index.js';
@@ -70,14 +70,7 @@ export async function spStepEntry(world: World, a: SpStepArgs): Promise<SpStepRe
   const shard = shared && !a.replicated;
   const model = new GPT({ config, kernels, arena, dtype: 'float32', rows: { B: 1, T: pos.length }, flatMultiple: shard ? world.size : 1 });
   model.store.init(model.params, 5);
-  const g = world.group;
-  const opt = createOptimizer(model.store, arena, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 }, model.params, {
-    rank: world.rank,
-    size: shared ? world.size : 1,
-    allReduceSum: (b) => (shared ? g.allReduce(b, 'sum') : Promise.resolve()),
-    reduceScatterSum: (out, input) => g.reduceScatter(out, input, 'sum'),
-    allGather: (out, input) => g.allGather(out, input),
-  }, shard);
+  const opt = createOptimizer(model.store, arena, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 }, model.params, shared ? gradCommOf(world.group) : SINGLE_RANK, shard);
   // The same global sequence on every rank; each takes its layout's positions (targets shifted first).
   const rng = new Rng(9);
   const glob = Int32Array.from({ length: a.N + 1 }, () => rng.int(256));

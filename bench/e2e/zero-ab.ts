@@ -15,7 +15,7 @@ import { prepareRankThread } from '../../src/parallel/rank-thread.js';
 import { GPT } from '../../src/model/gpt.js';
 import { ParamStore } from '../../src/model/params.js';
 import { Arena } from '../../src/tensor/arena.js';
-import { createOptimizer, type GradComm } from '../../src/train/zero.js';
+import { createOptimizer, gradCommOf } from '../../src/train/zero.js';
 import { REFERENCE_MODEL } from './train-step.js';
 import { appendResult, median } from '../util.js';
 
@@ -33,13 +33,7 @@ export async function zeroAbEntry(world: World, a: AbArgs): Promise<AbRank> {
   prepareRankThread(world);
   const { kernels } = selectKernels('native');
   const g = world.group;
-  const comm: GradComm = {
-    rank: world.rank,
-    size: world.size,
-    allReduceSum: (b) => g.allReduce(b, 'sum'),
-    reduceScatterSum: (out, input) => g.reduceScatter(out, input, 'sum'),
-    allGather: (out, input) => g.allGather(out, input),
-  };
+  const comm = gradCommOf(g);
   const hp = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
   const make = (shard: boolean) => {
     const arena = new Arena('float32');

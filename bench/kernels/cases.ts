@@ -31,9 +31,14 @@ export interface Timing {
  * alike, where CPU time does not see them: each timed run is set against the probes around it.
  */
 export function probeFma(ms = 0.6): number {
+  return fmaRate(Math.round(4.7e5 * ms));
+}
+
+/** GFLOP/s per CPU second of `iters` iterations of the addon's FMA loop on this thread. */
+export function fmaRate(iters: number): number {
   const a = nativeAddon()!;
   let flops = 0;
-  const [, cpu] = measure(() => (flops = a.fmaPeak(Math.round(4.7e5 * ms))));
+  const [, cpu] = measure(() => (flops = a.fmaPeak(iters)));
   return flops / Math.max(cpu, 1e-9) / 1e9;
 }
 

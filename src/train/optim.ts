@@ -63,6 +63,11 @@ export function lrAt(step: number, o: { lr: number; warmup: number; total: numbe
 /** Scales grads so their global L2 norm is at most maxNorm (0 = off). Returns the norm before clipping. */
 export function clipGradNorm(k: Kernels, grads: Buf, maxNorm: number): number {
   const norm = Math.sqrt(k.sumSquares(grads));
-  if (maxNorm > 0 && norm > maxNorm) k.scale(grads, maxNorm / (norm + 1e-6));
+  clipToNorm(k, grads, norm, maxNorm);
   return norm;
+}
+
+/** The scaling of clipGradNorm for gradients (or a shard of them) whose global norm is `norm`. */
+export function clipToNorm(k: Kernels, grads: Buf, norm: number, maxNorm: number): void {
+  if (maxNorm > 0 && norm > maxNorm) k.scale(grads, maxNorm / (norm + 1e-6));
 }

@@ -14,6 +14,7 @@ import { loadBrownCorpus, loadFileCorpus } from './data.js';
 import { runSeqLen, type TrainOptions } from './options.js';
 import { Progress } from './progress.js';
 import { trainRank } from './trainer.js';
+import { gradCommOf } from './zero.js';
 
 export interface RankArgs {
   options: TrainOptions;
@@ -44,7 +45,7 @@ export async function trainEntry(world: World, args: RankArgs): Promise<RankResu
   const corpus = o.data ? loadFileCorpus(o.data) : loadBrownCorpus();
   const every = o.logEvery > 1 ? o.logEvery : Math.max(1, Math.round(o.steps / 30));
   const progress = world.rank === 0 && !o.quiet ? new Progress(process.stderr, every, false) : null;
-  const group = world.group;
+  const grads = gradCommOf(world.group);
   const r = await trainRank(
     o,
     corpus,
@@ -57,14 +58,8 @@ export async function trainEntry(world: World, args: RankArgs): Promise<RankResu
       sp: o.sp,
       attn,
       // Every rank holds a share of the loss (sp shards × dp replicas): one sum over the world.
-      allReduceSum: (buf) => (world.size === 1 ? Promise.resolve() : group.allReduce(buf, 'sum')),
-      gradComm: {
-        rank: world.rank,
-        size: world.size,
-        allReduceSum: (buf) => (world.size === 1 ? Promise.resolve() : group.allReduce(buf, 'sum')),
-        reduceScatterSum: (out, input) => group.reduceScatter(out, input, 'sum'),
-        allGather: (out, input) => group.allGather(out, input),
-      },
+      allReduceSum: grads.allReduceSum,
+      gradComm: grads,
     },
     progress ? (m, total) => progress.update(m, total) : undefined,
   );

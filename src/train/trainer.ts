@@ -5,15 +5,15 @@
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Buf } from '../tensor/dtype.js';
 import { Arena } from '../tensor/arena.js';
+import { allocLike, type Buf } from '../tensor/dtype.js';
 import { Rng } from '../tensor/rng.js';
 import type { Kernels } from '../kernels/types.js';
 import type { AttentionOp } from '../parallel/types.js';
 import { GPT, IGNORE_INDEX } from '../model/gpt.js';
 import { modelConfigOf, type TrainOptions } from './options.js';
 import { lrAt } from './optim.js';
-import { createOptimizer, type GradComm } from './zero.js';
+import { createOptimizer, SINGLE_RANK, type GradComm } from './zero.js';
 import { documentsOf, evalStarts, sampleStarts, shardBatch, windows, type Corpus } from './data.js';
 import { loadCheckpoint, restoreFlat, saveCheckpoint } from './checkpoint.js';
 
@@ -65,7 +65,7 @@ export async function trainRank(o: TrainOptions, corpus: Corpus, env: RankEnv, o
   const pos = layout.positions(env.spRank);
   const T = pos.length;
   const arena = new Arena(o.dtype);
-  const comm: GradComm = env.gradComm ?? { rank: 0, size: 1, allReduceSum: env.allReduceSum, reduceScatterSum: () => Promise.reject(new Error('no reduce-scatter')), allGather: () => Promise.reject(new Error('no all-gather')) };
+  const comm: GradComm = env.gradComm ?? { ...SINGLE_RANK, allReduceSum: env.allReduceSum };
   const shard = o.shardOptimizer && comm.size > 1;
   const model = new GPT({ config: cfg, kernels: env.kernels, arena, dtype: o.dtype, rows: { B: o.batch, T }, checkpoint: o.ckptActivations, flatMultiple: shard ? comm.size : 1 });
   const hp = { beta1: o.beta1, beta2: o.beta2, eps: 1e-8, weightDecay: o.weightDecay };
@@ -78,8 +78,8 @@ export async function trainRank(o: TrainOptions, corpus: Corpus, env: RankEnv, o
   if (o.resume) {
     const ck = loadCheckpoint(o.resume);
     restoreFlat(model.store, model.params, ck.params);
-    const m = model.params.slice(0, n).fill(0);
-    const v = model.params.slice(0, n).fill(0);
+    const m = allocLike(model.params, n);
+    const v = allocLike(model.params, n);
     restoreFlat(model.store, m, ck.optimizer, 'm.');
     restoreFlat(model.store, v, ck.optimizer, 'v.');
     opt.loadState(m, v);

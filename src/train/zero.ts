@@ -11,11 +11,12 @@
  *   parameters. The same bytes move as in the all-reduce (which is a reduce-scatter and an
  *   all-gather), the AdamW work and its state fall to 1/W per rank.
  */
-import type { Buf } from '../tensor/dtype.js';
 import type { Arena } from '../tensor/arena.js';
 import type { Kernels } from '../kernels/types.js';
 import type { ParamStore } from '../model/params.js';
-import { AdamW, clipGradNorm, type AdamWHyper } from './optim.js';
+import type { ProcessGroup } from '../comm/types.js';
+import { allocLike, type Buf } from '../tensor/dtype.js';
+import { AdamW, clipGradNorm, clipToNorm, type AdamWHyper } from './optim.js';
 
 /** The collectives over the ranks that sum the gradients (the world: sp × dp). */
 export interface GradComm {
@@ -29,9 +30,28 @@ export interface GradComm {
   allGather(out: Buf, input: Buf): Promise<void>;
 }
 
+/** GradComm over a process group (the world, for sp × dp). */
+export function gradCommOf(group: ProcessGroup): GradComm {
+  return {
+    rank: group.rank,
+    size: group.size,
+    allReduceSum: (buf) => (group.size === 1 ? Promise.resolve() : group.allReduce(buf, 'sum')),
+    reduceScatterSum: (out, input) => group.reduceScatter(out, input, 'sum'),
+    allGather: (out, input) => group.allGather(out, input),
+  };
+}
+
+/** One rank and nothing to reduce over (a replicated optimizer never calls the other two). */
+export const SINGLE_RANK: GradComm = {
+  rank: 0,
+  size: 1,
+  allReduceSum: () => Promise.resolve(),
+  reduceScatterSum: () => Promise.reject(new Error('reduce-scatter over one rank')),
+  allGather: () => Promise.reject(new Error('all-gather over one rank')),
+};
+
 export interface TrainOptimizer {
   readonly adam: AdamW;
-  readonly sharded: boolean;
   /**
    * grads: this rank's (unreduced) share, as the backward left it; params: updated in place on
    * every rank. Returns the global gradient norm before clipping (clip 0 = no clipping).
@@ -61,7 +81,6 @@ export function createOptimizer(
     const adam = new AdamW(store, arena, hp, params);
     return {
       adam,
-      sharded: false,
       async step(k, p, grads, lr, clip) {
         await comm.allReduceSum(grads);  // the identity on one rank
         const g = grads.subarray(0, n);
@@ -81,10 +100,8 @@ export function createOptimizer(
   const c = params.length / W;
   const lo = comm.rank * c;
   const adam = new AdamW(store, arena, hp, params, { lo, hi: lo + c });
-  const like = (len: number): Buf => (params instanceof Float64Array ? new Float64Array(len) : new Float32Array(len));
   return {
     adam,
-    sharded: true,
     async step(k, p, grads, lr, clip) {
       if (grads.length !== W * c) throw new Error(`sharded optimizer: gradients hold ${grads.length} elements, need ${W * c}`);
       // [W·c] grads -reduceScatter(world, in place)-> chunk r of grads = the sum of everyone's chunk r
@@ -93,15 +110,15 @@ export function createOptimizer(
       const sq = new Float64Array([k.sumSquares(gShard)]);
       await comm.allReduceSum(sq);
       const norm = Math.sqrt(sq[0]!);
-      if (clip > 0 && norm > clip) k.scale(gShard, clip / (norm + 1e-6));
+      clipToNorm(k, gShard, norm, clip);
       adam.update(k, p, gShard, lr);
       // [c] chunk r of params -allGather(world)-> [W·c] params on every rank
       await comm.allGather(p, p.subarray(lo, lo + c));
       return norm;
     },
     async fullState() {
-      const m = like(W * c);
-      const v = like(W * c);
+      const m = allocLike(params);
+      const v = allocLike(params);
       await comm.allGather(m, adam.m);
       await comm.allGather(v, adam.v);
       return { m: m.subarray(0, n), v: v.subarray(0, n) };
