@@ -361,6 +361,25 @@ Napi::Value AllocHuge(const Info& info) {
   return info.Env().Null();
 #endif
 }
+// adviseHugeRange(view, bytes): MADV_HUGEPAGE over the whole 2 MiB pages inside [data of view,
+// + bytes) — a growable SharedArrayBuffer's reservation, say (the threads transport's arenas,
+// which the model's attention tensors live in on Ulysses' shared path), so that pages faulted in
+// later come as huge pages. Ranges outside any mapping are ignored by the kernel. Returns whether
+// madvise accepted the range.
+Napi::Value AdviseHugeRange(const Info& info) {
+  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsNumber()) throw Napi::TypeError::New(info.Env(), "adviseHugeRange(typedArray, bytes)");
+  size_t n = 0;
+  uint8_t* p = bytes_of(info, 0, &n);
+  const double req = info[1].As<Napi::Number>().DoubleValue();
+  if (!(req >= 0) || req > 1e15) throw Napi::RangeError::New(info.Env(), "adviseHugeRange: bytes must be a non-negative number");
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const uintptr_t huge = (uintptr_t)2 << 20, b = (uintptr_t)p, e = b + (uintptr_t)req;
+  const uintptr_t s = (b + huge - 1) / huge * huge, t = e / huge * huge;
+  return Napi::Boolean::New(info.Env(), t > s && madvise((void*)s, t - s, MADV_HUGEPAGE) == 0);
+#else
+  return Napi::Boolean::New(info.Env(), false);
+#endif
+}
 Napi::Value RawRead(const Info& info) {
   if (info.Length() < 8 || !info[0].IsTypedArray() || !info[3].IsTypedArray())
     throw Napi::TypeError::New(info.Env(), "rawRead(dst, addr, add, ctl, readingIdx, closedIdx, seq, abortIdx)");
@@ -501,6 +520,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   SP_EXPORT("addressOf", AddressOf);
   SP_EXPORT("allocHuge", AllocHuge);
   SP_EXPORT("rawRead", RawRead);
+  SP_EXPORT("adviseHugeRange", AdviseHugeRange);
   SP_EXPORT("copyRows", CopyRows);
   SP_EXPORT("rawReadRows", RawReadRows);
 #undef SP_EXPORT

@@ -39,6 +39,9 @@ struct AttnArgs {
   // backward only
   const float *dOut, *delta;
   float *dq, *dk, *dv;
+  // kv groups [g0, g1) are computed (with their H/G query heads each); the other heads of out,
+  // lse, dq, dk, dv are not touched. Last in the struct, so older builds read the same prefix.
+  int64_t g0, g1;
 };
 
 struct KernelTable {

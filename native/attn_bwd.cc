@@ -186,7 +186,7 @@ static void attnBackward(const AttnArgs& a) {
   for (int64_t it = 0; it < nQT; it++) qst[it] = pos_stats(a.qPos + it * BR, imin(BR, Tq - it * BR));
 
   for (int64_t b = 0; b < a.B; b++) {
-    for (int64_t g = 0; g < a.G; g++) {
+    for (int64_t g = a.g0; g < a.g1; g++) {
       for (int64_t hh = 0; hh < hg; hh++) {
         const int64_t h = g * hg + hh, base = (b * Tq * H + h) * D;
         pack_rows(Qp + hh * Tq * Dp, a.q + base, H * D, Tq, Tq, D, Dp);

@@ -245,7 +245,7 @@ static void attnForward(const AttnArgs& a) {
   pos_to_float(kpf, a.kPos, a.Tk, nKT * BCF);  // positions are per token, shared by every b
   for (int64_t jt = 0; jt < nKT; jt++) kst[jt] = pos_stats(a.kPos + jt * BCF, imin(BCF, a.Tk - jt * BCF));
   for (int64_t b = 0; b < a.B; b++) {
-    for (int64_t g = 0; g < a.G; g++) {
+    for (int64_t g = a.g0; g < a.g1; g++) {
       const float* k0 = a.k + (b * a.Tk * a.G + g) * a.D;
       const float* v0 = a.v + (b * a.Tk * a.G + g) * a.D;
       for (int64_t jt = 0; jt < nKT; jt++) {

@@ -39,6 +39,12 @@ export interface AttnBlockDims {
   /** Usually 1/sqrt(D). */
   scale: number;
   mask: AttnMask;
+  /**
+   * Only kv groups [from, to) and their H/G query heads each are computed; the other heads of
+   * out, lse (forward) and dq, dk, dv (backward) are left as they are. Default: all G. Lets ranks
+   * that share one [B, T, H, D] tensor each compute their own heads of it (Ulysses' zero-copy path).
+   */
+  groups?: { from: number; to: number };
 }
 
 export interface RowDims {

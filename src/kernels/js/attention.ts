@@ -10,6 +10,14 @@ import type { Buf } from '../../tensor/dtype.js';
 import type { AttnBlockDims, RowDims } from '../types.js';
 import { BC, BR, PARTIAL, SKIP, allowed, axpy4, axpyAt, dot4, dotAt, loadTile, tileKind, tileRanges } from './attention-tile.js';
 
+/** The kv groups a call computes (AttnBlockDims.groups; default all), checked. */
+export function groupRange(d: AttnBlockDims): [number, number] {
+  if (!d.groups) return [0, d.G];
+  const { from, to } = d.groups;
+  if (!(Number.isInteger(from) && Number.isInteger(to) && from >= 0 && from <= to && to <= d.G)) throw new RangeError(`attention: kv groups [${from}, ${to}) are not within [0, ${d.G})`);
+  return [from, to];
+}
+
 function checkDims(d: AttnBlockDims, qPos: Int32Array, kPos: Int32Array): void {
   if (d.H % d.G !== 0) throw new Error(`attention: H(${d.H}) % G(${d.G}) != 0`);
   if (qPos.length < d.Tq || kPos.length < d.Tk) {
@@ -45,8 +53,9 @@ export function attnForward(
   const vTile = new Float64Array(BC * D);
   const qStride = H * D; // between consecutive tokens of one head in q/out
   const kStride = G * D;
+  const [g0, g1] = groupRange(d);
   for (let b = 0; b < B; b++) {
-    for (let h = 0; h < H; h++) {
+    for (let h = g0 * rep; h < g1 * rep; h++) {
       const kvBase = b * Tk * kStride + Math.floor(h / rep) * D;
       for (let qt = 0, i0 = 0; i0 < Tq; qt++, i0 += BR) {
         const nr = Math.min(BR, Tq - i0);
@@ -156,8 +165,9 @@ export function attnBackward(
   const pRow = new Float64Array(BC);
   const dsRow = new Float64Array(BC);
   const kStride = G * D;
+  const [g0, g1] = groupRange(d);
   for (let b = 0; b < B; b++) {
-    for (let gh = 0; gh < G; gh++) {
+    for (let gh = g0; gh < g1; gh++) {
       for (let kt = 0, j0 = 0; j0 < Tk; kt++, j0 += BC) {
         const nc = Math.min(BC, Tk - j0);
         const kBase = (b * Tk + j0) * kStride + gh * D;

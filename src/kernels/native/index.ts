@@ -107,13 +107,13 @@ function makeKernels(a: NativeAddon): Kernels {
     attnForward(o, i, d) {
       if (!all32(o.out, o.lse, i.q, i.k, i.v)) return js.attnForward(o, i, d);
       a.attnForward(o.out as Float32Array, o.lse as Float32Array, i.q as Float32Array, i.k as Float32Array, i.v as Float32Array, i.qPos, i.kPos,
-        d.B, d.Tq, d.Tk, d.H, d.G, d.D, d.scale, d.mask.causal, d.mask.windowLeft, d.mask.windowRight);
+        d.B, d.Tq, d.Tk, d.H, d.G, d.D, d.scale, d.mask.causal, d.mask.windowLeft, d.mask.windowRight, d.groups?.from, d.groups?.to);
     },
     attnBackward(g, i, d) {
       if (!all32(g.dq, g.dk, g.dv, i.dOut, i.q, i.k, i.v, i.out, i.lse, i.delta)) return js.attnBackward(g, i, d);
       a.attnBackward(g.dq as Float32Array, g.dk as Float32Array, g.dv as Float32Array, i.dOut as Float32Array, i.q as Float32Array,
         i.k as Float32Array, i.v as Float32Array, i.out as Float32Array, i.lse as Float32Array, i.delta as Float32Array, i.qPos, i.kPos,
-        d.B, d.Tq, d.Tk, d.H, d.G, d.D, d.scale, d.mask.causal, d.mask.windowLeft, d.mask.windowRight);
+        d.B, d.Tq, d.Tk, d.H, d.G, d.D, d.scale, d.mask.causal, d.mask.windowLeft, d.mask.windowRight, d.groups?.from, d.groups?.to);
     },
     attnDelta(o, i, d) {
       if (!all32(o.delta, i.dOut, i.out)) return js.attnDelta(o, i, d);
@@ -195,6 +195,19 @@ export interface RawAccess {
   addressOf(ta: ArrayBufferView): number;
   read(dst: ArrayBufferView, addr: number, add: boolean, ctl: Int32Array, readingIdx: number, closedIdx: number, seq: number, abortIdx: number): boolean;
   readRows?(dst: ArrayBufferView, dRows: Int32Array | null, addr: number, sRows: Int32Array | null, n: number, row: number, add: boolean, ctl: Int32Array, readingIdx: number, closedIdx: number, seq: number, abortIdx: number): boolean;
+}
+
+/**
+ * Asks for transparent huge pages over the whole reservation of the SharedArrayBuffer behind
+ * `view` (a growable one reserves its maximum length up front): pages it faults in from then on
+ * come 2 MiB at a time, as the arena's own buffers do (allocHuge). False without the addon.
+ */
+export function adviseHugeShared(view: ArrayBufferView): boolean {
+  const r = loadAddon();
+  if (!('addon' in r) || !r.addon.adviseHugeRange || !(view.buffer instanceof SharedArrayBuffer)) return false;
+  // growable/maxByteLength are ES2024 (Node 20 has them; the lib setting here is older)
+  const sab = view.buffer as SharedArrayBuffer & { growable?: boolean; maxByteLength?: number };
+  return r.addon.adviseHugeRange(new Uint8Array(sab, 0, 1), sab.growable ? sab.maxByteLength! : sab.byteLength);
 }
 
 /** Address-based peer reads for the threads transport's one-copy path (comm's setRawAccess takes them), or null. */
