@@ -38,6 +38,8 @@ export class InprocFabric {
   private readonly pending = new Map<string, Rendezvous>();
   private readonly exited = new Set<number>();
   private abortMsg: string | null = null;
+  /** peerBuffers' deposits, by group and call number. */
+  readonly shared = new Map<string, (CommBuf | undefined)[]>();
 
   constructor(
     readonly size: number,
@@ -225,6 +227,29 @@ class InprocGroup extends GroupBase {
   protected execute(c: Call, seq: number): Promise<void> {
     return this.fabric.arrive(this.gid, seq, this.rank, c);
   }
+
+  /** Every rank is in this thread: any buffer can be handed to the peers as it is. */
+  sharesBuffer(_b: CommBuf): boolean {
+    return true;
+  }
+
+  /** Deposits buf in the fabric under this call's number, then (after a barrier) reads everyone's. */
+  async peerBuffers(buf: CommBuf): Promise<CommBuf[]> {
+    const key = `${this.gid}/${this.peerCalls++}`;
+    const slot = this.fabric.shared.get(key) ?? new Array<CommBuf | undefined>(this.size);
+    this.fabric.shared.set(key, slot);
+    slot[this.rank] = buf;
+    await this.barrier();
+    const out = slot.map((b, k) => {
+      if (!b || b.constructor !== buf.constructor) throw new CommError(`peerBuffers on axis ${this.axis}: rank ${this.ranks[k]} passed ${b ? b.constructor.name : 'nothing'}, rank ${this.worldRank} a ${buf.constructor.name}`, 'barrier', -1, this.axis);
+      return b;
+    });
+    // Every member has its copy of the list once all are past a second barrier.
+    await this.barrier();
+    this.fabric.shared.delete(key);
+    return out;
+  }
+  private peerCalls = 0;
 }
 
 export class InprocWorld implements World {

@@ -91,6 +91,17 @@ export interface ProcessGroup {
   allocBuffer<T extends CommDtype>(dtype: T, n: number): CommArrays[T];
   /** Returns a buffer from allocBuffer (a no-op for ordinary memory). */
   releaseBuffer(b: CommBuf): void;
+
+  /**
+   * Optional, on transports whose ranks share an address space (threads: buffers from allocBuffer;
+   * inproc: any buffer): collective, every member passes one buffer of its own (one dtype on all),
+   * and gets every member's, index = group rank (its own is `buf`), as views it may read and write
+   * in place. Ordering is the caller's: a barrier between one rank's writes and another's reads.
+   * Ulysses' zero-copy path runs the attention kernels of each rank on all members' tensors.
+   */
+  peerBuffers?(buf: CommBuf): Promise<CommBuf[]>;
+  /** Whether peerBuffers would take `buf` (present exactly where peerBuffers is). */
+  sharesBuffer?(buf: CommBuf): boolean;
 }
 
 /** One rank's handle on the world: its rank, and groups built over subsets of ranks. */

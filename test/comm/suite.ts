@@ -50,6 +50,11 @@ export function commSuite(transport: 'inproc' | 'threads'): void {
         });
       }
     }
+    for (const P of [1, 2, 3, 4]) {
+      it(`peerBuffers: every member's buffer mapped, written in place by the others (P=${P})`, async () => {
+        assert.deepEqual((await run<string[]>(P, 'peerBuffersCase')).flat(), []);
+      });
+    }
     for (const P of [1, 3, 4]) {
       it(`reduceScatter∘allGather == allReduce; allToAll twice is the identity (P=${P})`, async () => {
         assert.deepEqual((await run<string[]>(P, 'properties')).flat(), []);

@@ -8,7 +8,7 @@
  */
 import type { AxisName, CommArrays, CommBuf, CommDtype, ReduceOp } from '../types.js';
 import { CommAbortError, CommError } from '../errors.js';
-import { checkPairs, COMM_BPE, finishAvg, GroupBase, mismatchMessage, newCommArray, OPS, REDOPS, sameCall, sliceStart, type Call } from '../core.js';
+import { checkPairs, COMM_BPE, dtypeCode, finishAvg, GroupBase, mismatchMessage, newCommArray, OPS, REDOPS, sameCall, sliceStart, type Call } from '../core.js';
 import { waitAsync } from './compat.js';
 import { AdaptiveSpin } from './spin.js';
 import { bulkAccumulate, bulkCopy, bulkCopyRows, rawAccess } from './copy.js';
@@ -23,7 +23,10 @@ export interface ThreadsCtx {
   layout: Layout;
   i32: Int32Array;
   f64: Float64Array;
-  /** Every rank's arena (index = world rank); only arenas[rank] is written by this rank. */
+  /**
+   * Every rank's arena (index = world rank). The transport writes only its own rank's; a peer may
+   * write the buffers its owner handed out through peerBuffers, never the comm regions.
+   */
   arenas: readonly SharedArrayBuffer[];
   alloc: ArenaAlloc;
   timeoutMs: number;
@@ -60,6 +63,27 @@ export class ThreadsGroup extends GroupBase {
 
   override releaseBuffer(b: CommBuf): void {
     if (b.buffer === this.ctx.alloc.sab) this.ctx.alloc.release(b.byteOffset);
+  }
+
+  /** Buffers from allocBuffer live in this rank's shared arena, which every rank can map. */
+  sharesBuffer(b: CommBuf): boolean {
+    return b.buffer === this.ctx.alloc.sab;
+  }
+
+  /**
+   * The members' allocBuffer buffers as views of their arenas (offsets and lengths all-gathered).
+   * Peers may write these views: they are buffers their owner handed out, never the comm regions.
+   */
+  async peerBuffers(buf: CommBuf): Promise<CommBuf[]> {
+    if (!this.sharesBuffer(buf)) throw new CommError(`peerBuffers on axis ${this.axis}: rank ${this.worldRank}'s buffer is not from allocBuffer (only this rank's shared arena can be mapped by its peers)`, 'allGather', -1, this.axis);
+    const P = this.size;
+    const all = new Float64Array(3 * P);
+    await this.allGather(all, new Float64Array([buf.byteOffset, buf.length, dtypeCode(buf)]));
+    return Array.from({ length: P }, (_, k) => {
+      if (k === this.rank) return buf;
+      if (all[3 * k + 2] !== dtypeCode(buf)) throw new CommError(`peerBuffers on axis ${this.axis}: rank ${this.ranks[k]} passed another dtype than rank ${this.worldRank}`, 'allGather', -1, this.axis);
+      return view(this.ctx.arenas[this.ranks[k]!]!, dtypeCode(buf), all[3 * k]!, all[3 * k + 1]! * BPE[dtypeCode(buf)]!);
+    });
   }
 
   protected execute(c: Call, seq: number): Promise<void> {
