@@ -41,12 +41,19 @@ export interface SpStepArgs {
   window?: number;
   /** Every rank keeps the whole AdamW state and updates every parameter (--no-shard-optimizer). */
   replicated?: boolean;
+  /** ulysses: exchange heads even though the threads transport shares memory (--no-shared-attention). */
+  exchange?: boolean;
 }
 
 export interface SpStepResult {
   rank: number;
   firstLoss: number;
   stepSecs: number[];
+  /**
+   * CPU seconds of this rank's thread per timed step (native backend; NaN without it): the work a
+   * step did, without the time other tenants took from it or the rank spent asleep in a wait.
+   */
+  stepCpuSecs: number[];
   peakBytes: number;
   scratchBytes: number;
   commBytes: Record<string, number>;
@@ -61,14 +68,14 @@ export async function spStepEntry(world: World, a: SpStepArgs): Promise<SpStepRe
     : DeviceMesh.create({ dp: 1, sp: a.sp, tp: 1, ulysses: a.ulysses, ring: a.sp / a.ulysses }, world);
   const shared = world.size > 1 && !a.alone;  // ranks that hold one sequence between them
   const { kernels } = selectKernels(a.backend);
-  const attn = createAttention(a.scheme, { sp: mesh.group('sp'), ulysses: mesh.group('ulysses'), ring: mesh.group('ring') }, kernels, { S: a.N });
+  const attn = createAttention(a.scheme, { sp: mesh.group('sp'), ulysses: mesh.group('ulysses'), ring: mesh.group('ring') }, kernels, { S: a.N, shared: !a.exchange });
   const pos = attn.layout.positions(mesh.group('sp').rank);
   const arena = new Arena('float32');
   const config = a.window !== undefined ? { ...REFERENCE_MODEL, window: a.window } : REFERENCE_MODEL;
   // The optimizer as `seqpar train` runs it: sharded over the ranks of one sequence (ZeRO-1,
   // train/zero.ts) unless a.replicated.
   const shard = shared && !a.replicated;
-  const model = new GPT({ config, kernels, arena, dtype: 'float32', rows: { B: 1, T: pos.length }, flatMultiple: shard ? world.size : 1 });
+  const model = new GPT({ config, kernels, arena, dtype: 'float32', rows: { B: 1, T: pos.length }, flatMultiple: shard ? world.size : 1, ioAlloc: attn.ioAlloc });
   model.store.init(model.params, 5);
   const opt = createOptimizer(model.store, arena, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 }, model.params, shared ? gradCommOf(world.group) : SINGLE_RANK, shard);
   // The same global sequence on every rank; each takes its layout's positions (targets shifted first).
@@ -88,10 +95,14 @@ export async function spStepEntry(world: World, a: SpStepArgs): Promise<SpStepRe
   let firstLoss = a.warmup > 0 ? await step() : NaN;
   for (let i = 1; i < a.warmup; i++) await step();
   const stepSecs: number[] = [];
+  const stepCpuSecs: number[] = [];
+  const cpu = () => nativeAddon()?.cpuSeconds() ?? NaN;
   for (let i = 0; i < a.reps; i++) {
     await world.group.barrier();
     const t0 = performance.now();
+    const c0 = cpu();
     const loss = await step();
+    stepCpuSecs.push(cpu() - c0);
     if (Number.isNaN(firstLoss)) firstLoss = loss;
     const t = new Float64Array([(performance.now() - t0) / 1000]);
     if (world.size > 1) await world.group.allReduce(t, 'max');
@@ -102,7 +113,7 @@ export async function spStepEntry(world: World, a: SpStepArgs): Promise<SpStepRe
     const g = mesh.group(ax);
     if (g.size > 1 && (ax === 'sp' ? a.scheme !== 'hybrid' : a.scheme === 'hybrid')) commBytes[ax] = g.log.totalBytes() / (a.reps + a.warmup);
   }
-  return { rank: world.rank, firstLoss, stepSecs, peakBytes: arena.stats().peakBytes, scratchBytes: attn.scratch.peakBytes, commBytes, backend: kernels.name };
+  return { rank: world.rank, firstLoss, stepSecs, stepCpuSecs, peakBytes: arena.stats().peakBytes, scratchBytes: attn.scratch.peakBytes, commBytes, backend: kernels.name };
 }
 
 /** Wall-clock GFLOP/s of this rank's FMA loop (best of 3): steal by other tenants shows here, not in CPU time. */
@@ -177,6 +188,8 @@ export interface SpTrainBenchOptions {
   ceiling?: boolean;
   /** Train with sliding-window attention over this many previous tokens (every case, one rank too). */
   window?: number;
+  /** ulysses: exchange heads instead of the shared path (--no-shared-attention). */
+  exchange?: boolean;
   log?: (s: string) => void;
 }
 
@@ -192,7 +205,7 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
   const warmup = o.smoke ? 1 : (o.warmup ?? 1);
   const backend = o.backend ?? 'auto';
   const window = o.window;
-  const entry = (args: SpStepArgs) => ({ module: new URL(import.meta.url), fn: 'spStepEntry', args: { ...args, window } });
+  const entry = (args: SpStepArgs) => ({ module: new URL(import.meta.url), fn: 'spStepEntry', args: { ...args, window, exchange: o.exchange } });
   const rows: Record<string, unknown>[] = [];
   for (const N of Ns) {
     const oneRank = async () => (await runRanks<SpStepResult>(1, entry({ scheme: 'local', sp: 1, ulysses: 1, N, reps, warmup, backend }), { transport: 'inproc', timeoutMs: 0 }))[0]!;
@@ -242,7 +255,8 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
         const dims = { B: 1, S: N, T: N / P, H: REFERENCE_MODEL.heads, G: REFERENCE_MODEL.kvHeads, D: REFERENCE_MODEL.width / REFERENCE_MODEL.heads, causal: true, window, scale: 1 };
         const predicted = cost(s.scheme, dims, P, { ulysses: u }).commBytes;
         const row = {
-          bench: 'sp-train', scheme: s.scheme, ulysses: u > 1 ? u : undefined, window, N, P, reps, warmup, stepSec: sec, allStepSec: perRound.flatMap((x) => x.stepSecs), tokensPerSec: N / sec,
+          bench: 'sp-train', scheme: s.scheme, ulysses: u > 1 ? u : undefined, window, N, P,
+          ...(s.scheme === 'ulysses' ? { ulyssesPath: o.exchange ? 'exchange' : 'shared' } : {}), reps, warmup, stepSec: sec, allStepSec: perRound.flatMap((x) => x.stepSecs), tokensPerSec: N / sec,
           speedup, baselineSec: baseSec, baseline: each ? 'each' : 'once', rounds,
           roundSpeedups: rounds > 1 ? roundSpeedups : undefined, roundBaselineSec: rounds > 1 ? perRound.map((x) => x.baseSec) : undefined,
           roundCoreScaling: rounds > 1 ? scalings : undefined,

@@ -16,7 +16,7 @@ const KIND: Record<keyof TrainOptions, Kind> = {
   data: 'path', out: 'path', resume: 'path', seed: 'int', evalEvery: 'int', evalBatches: 'int',
   checkpointEvery: 'int', ckptActivations: 'bool', backend: 'str', threads: 'int', ranks: 'int',
   transport: 'str', sp: 'int', spScheme: 'str', dp: 'int', ulysses: 'int', logEvery: 'int', quiet: 'bool',
-  commTimeout: 'num', pad: 'bool', window: 'int', docSep: 'int', shardOptimizer: 'bool',
+  commTimeout: 'num', pad: 'bool', window: 'int', docSep: 'int', shardOptimizer: 'bool', sharedAttention: 'bool',
 };
 
 const BY_FLAG = new Map<string, keyof TrainOptions>(Object.keys(KIND).map((k) => [flagOf(k).slice(2), k as keyof TrainOptions]));
@@ -152,6 +152,8 @@ Parallelism
   --sp-scheme ulysses|ring|zigzag|stripe|rsa|allgather|hybrid  --ulysses U (hybrid: U × ring)
   --pad                pad a --seq-len the scheme's layout does not split (to the next one it does;
                        the padding has no targets and no attention) instead of failing
+  --no-shared-attention  ulysses: exchange heads with all-to-alls even where the ranks share memory
+                       (default there: the kernels run on every member's tensors in place)
   --comm-timeout SEC   a collective waiting longer fails, naming the ranks that did not arrive (600; 0 = never)
 Output
   --log-every N  --quiet

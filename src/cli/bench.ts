@@ -25,6 +25,8 @@ Themes
                           rounds, also times P independent one-rank steps at once in each round:
                           the host's ceiling for the speedup right now; --window W trains every
                           case, the one-rank step too, with sliding-window attention over W tokens)
+                          --no-shared-attention: Ulysses exchanges heads (default: its kernels run on
+                          every member's tensors in place)
   sp-attn [--n 4096,16384] [--p 2,4]
                           the attention layer alone (forward + backward) per scheme
 `;
@@ -45,7 +47,7 @@ function intList(argv: string[], name: string): number[] | undefined {
   return xs;
 }
 
-const KNOWN = new Set(['--smoke', '--threads', '--backend', '--n', '--p', '--schemes', '--reps', '--warmup', '--baseline', '--rounds', '--ceiling', '--window', '--only', '--help']);
+const KNOWN = new Set(['--smoke', '--threads', '--backend', '--n', '--p', '--schemes', '--reps', '--warmup', '--baseline', '--rounds', '--ceiling', '--window', '--only', '--no-shared-attention', '--help']);
 
 export async function runBenchCommand(argv: string[]): Promise<number> {
   const [theme, ...rest] = argv;
@@ -57,7 +59,7 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
     for (let i = 0; i < rest.length; i++) {
       const a = rest[i]!;
       if (!KNOWN.has(a)) throw new UsageError(`unknown option ${a} (see seqpar bench --help)`);
-      if (a !== '--smoke' && a !== '--help') i++;
+      if (a !== '--smoke' && a !== '--help' && a !== '--no-shared-attention') i++;
     }
     // `seqpar bench sp --help` prints the usage; it must never start a (minutes-long) run.
     if (rest.includes('--help')) {
@@ -121,7 +123,7 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
         const ceiling = flagValue(rest, '--ceiling');
         if (ceiling !== undefined && ceiling !== 'on' && ceiling !== 'off') throw new UsageError(`--ceiling ${ceiling}: must be on or off`);
         const window = intList(rest, '--window')?.[0];
-        await runSpTrainBench({ smoke, Ns: intList(rest, '--n'), Ps: intList(rest, '--p'), schemes, reps: intList(rest, '--reps')?.[0], warmup: warmup === undefined ? undefined : Number(warmup), baseline, rounds, ceiling: ceiling === undefined ? undefined : ceiling === 'on', window, log });
+        await runSpTrainBench({ smoke, Ns: intList(rest, '--n'), Ps: intList(rest, '--p'), schemes, reps: intList(rest, '--reps')?.[0], warmup: warmup === undefined ? undefined : Number(warmup), baseline, rounds, ceiling: ceiling === undefined ? undefined : ceiling === 'on', window, exchange: rest.includes('--no-shared-attention'), log });
         return 0;
       }
       case 'sp-attn': {

@@ -27,6 +27,12 @@ export interface GPTOptions {
    * elements past store.size belong to no parameter and stay zero.
    */
   flatMultiple?: number;
+  /**
+   * Memory for the tensors the attention op reads and writes (q, k|v, att, lse of every layer; the
+   * dAtt, dq, dk, dv scratch): the op's AttentionOp.ioAlloc when it works on them in place across
+   * ranks. Default: the arena's own memory.
+   */
+  ioAlloc?: (dtype: 'float32' | 'float64', n: number) => Buf;
 }
 
 export interface StepInput {
@@ -61,9 +67,21 @@ export function documentPositions(pos: Int32Array, docs: Int32Array): Int32Array
 
 export const IGNORE_INDEX = -1;
 
-function allocRecord<K extends string>(arena: Arena, cat: 'activations' | 'scratch', sizes: Record<K, number>, dtype: DType): Record<K, Buf> {
+type IOAlloc = GPTOptions['ioAlloc'];
+/** The attention op's tensors (GPTOptions.ioAlloc). */
+const ATTN_IO = new Set(['q', 'att', 'lse', 'dAtt', 'dq', 'dk', 'dv']);
+
+/** One buffer from the arena, or for an attention tensor from ioAlloc (charged to the arena). */
+function allocOne(arena: Arena, cat: 'activations' | 'scratch', name: string, n: number, dtype: DType, io: IOAlloc): Buf {
+  if (!io || !(ATTN_IO.has(name) || name === 'kv') || (dtype !== 'float32' && dtype !== 'float64')) return arena.alloc(cat, n, dtype);
+  const b = io(dtype, n);
+  arena.track(cat, b, n * b.BYTES_PER_ELEMENT);
+  return b;
+}
+
+function allocRecord<K extends string>(arena: Arena, cat: 'activations' | 'scratch', sizes: Record<K, number>, dtype: DType, io?: IOAlloc): Record<K, Buf> {
   const out = {} as Record<K, Buf>;
-  for (const k of Object.keys(sizes) as K[]) out[k] = arena.alloc(cat, sizes[k], dtype);
+  for (const k of Object.keys(sizes) as K[]) out[k] = allocOne(arena, cat, k, sizes[k], dtype, io);
   return out;
 }
 
@@ -71,10 +89,10 @@ function allocRecord<K extends string>(arena: Arena, cat: 'activations' | 'scrat
  * One block's activations; k and v are the two halves of one buffer, so that a ring scheme sends
  * [k | v] as it is instead of packing it first (ring.ts kvRing).
  */
-function allocBlockActs(arena: Arena, c: GPTConfig, rows: RowShape, dtype: DType): BlockActs {
+function allocBlockActs(arena: Arena, c: GPTConfig, rows: RowShape, dtype: DType, io?: IOAlloc): BlockActs {
   const { k: nk, v: nv, ...rest } = blockActSizes(c, rows);
-  const kv = arena.alloc('activations', nk + nv, dtype);
-  return { ...allocRecord(arena, 'activations', rest, dtype), k: kv.subarray(0, nk), v: kv.subarray(nk) } as BlockActs;
+  const kv = allocOne(arena, 'activations', 'kv', nk + nv, dtype, io);
+  return { ...allocRecord(arena, 'activations', rest, dtype, io), k: kv.subarray(0, nk), v: kv.subarray(nk) } as BlockActs;
 }
 
 export class GPT {
@@ -108,9 +126,9 @@ export class GPT {
     this.params = o.arena.alloc('params', flat, o.dtype);
     this.grads = o.arena.alloc('grads', flat, o.dtype);
     const nActs = this.checkpoint ? 1 : o.config.layers;
-    this.acts = Array.from({ length: nActs }, () => allocBlockActs(o.arena, o.config, o.rows, o.dtype));
+    this.acts = Array.from({ length: nActs }, () => allocBlockActs(o.arena, o.config, o.rows, o.dtype, o.ioAlloc));
     this.head = allocRecord(o.arena, 'activations', headActSizes(o.config, o.rows), o.dtype);
-    this.scratch = allocRecord(o.arena, 'scratch', backwardScratchSizes(o.config, o.rows), o.dtype) as BlockScratch & { dResid: Buf; dLogits: Buf };
+    this.scratch = allocRecord(o.arena, 'scratch', backwardScratchSizes(o.config, o.rows), o.dtype, o.ioAlloc) as BlockScratch & { dResid: Buf; dLogits: Buf };
   }
 
   private ctx(inp: StepInput): BlockCtx {

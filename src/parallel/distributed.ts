@@ -61,6 +61,11 @@ export interface DistributedAttentionOptions {
   /** Ring schemes: overlap transfers with compute (default true). */
   overlap?: boolean;
   allgatherLayout?: AllGatherLayout;
+  /**
+   * ulysses: each rank runs the kernels on every member's tensors in place (both transports share
+   * memory) instead of exchanging heads; the logs then hold barriers, no all-to-alls. Default false.
+   */
+  shared?: boolean;
   timeoutMs?: number;
   /** threads: reuse these P workers (warm JIT, no start-up) instead of starting new ones. */
   pool?: ThreadsPool;
@@ -118,31 +123,38 @@ async function rankBody(world: World, a: RankArgs, kernels: Kernels): Promise<Ra
   const u = o.scheme === 'hybrid' ? o.ulysses! : 1;
   const mesh = DeviceMesh.create({ sp: P, ulysses: u, ring: P / u }, world);
   const groups = { sp: mesh.group('sp'), ulysses: mesh.group('ulysses'), ring: mesh.group('ring') };
-  const op = createAttention(o.scheme, groups, kernels, { S: Sp, realS: S, overlap: o.overlap, allgatherLayout: o.allgatherLayout });
+  const op = createAttention(o.scheme, groups, kernels, { S: Sp, realS: S, overlap: o.overlap, allgatherLayout: o.allgatherLayout, shared: o.shared });
   const pos = op.positions;
   const T = pos.length;
+  const dt = dtypeOf(o.q);
+  // Where the op works on the tensors in place across ranks, they live in memory it provides;
+  // results are copied out of it (a worker's arena outlives this call).
+  const io = op.ioAlloc;
+  const buf = (n: number): Buf => (io ? io(dt, n) : allocBuf(dt, n));
+  const copyInto = (y: Buf, x: Buf): Buf => (y.set(x), y);
+  const place = (x: Buf): Buf => (io ? copyInto(buf(x.length), x) : x);
+  const own = (x: Buf): Buf => (io ? copyInto(allocBuf(dt, x.length), x) : x);
   // [B, S, heads, D] global -shard(layout)-> [B, T, heads, D] of this rank (padding: zero rows)
-  const q = gatherTokens(o.q, pos, B, S, H * D);
-  const k = gatherTokens(o.k, pos, B, S, G * D);
-  const v = gatherTokens(o.v, pos, B, S, G * D);
+  const q = place(gatherTokens(o.q, pos, B, S, H * D));
+  const k = place(gatherTokens(o.k, pos, B, S, G * D));
+  const v = place(gatherTokens(o.v, pos, B, S, G * D));
   const d: AttnDims = { B, S: Sp, T, H, G, D, causal: o.causal ?? true, ...(o.window !== undefined ? { window: o.window } : {}), ...(o.docs ? { docs: o.docs } : {}), scale: o.scale ?? 1 / Math.sqrt(D) };
-  const out = allocBuf(dtypeOf(o.q), B * T * H * D);
-  const lse = allocBuf(dtypeOf(o.q), B * T * H);
+  const out = buf(B * T * H * D);
+  const lse = buf(B * T * H);
   let t0 = performance.now();
   // With dOut, the op's saved slot carries what its backward needs (Ulysses: head-side q, k, v, out, lse).
   const nSaved = o.dOut ? (op.savedElements?.(d) ?? 0) : 0;
   const saved = nSaved > 0 ? allocBuf(dtypeOf(o.q), nSaved) : undefined;
   await op.forward({ out, lse, saved }, { q, k, v }, d);
   const forwardSec = (performance.now() - t0) / 1000;
-  const res: RankResult = { out, lse, commBytes: {}, records: {}, scratchBytes: 0, positions: pos, forwardSec, backwardSec: 0 };
+  const res: RankResult = { out: own(out), lse: own(lse), commBytes: {}, records: {}, scratchBytes: 0, positions: pos, forwardSec, backwardSec: 0 };
   if (o.dOut) {
-    const dOut = gatherTokens(o.dOut, pos, B, S, H * D);
-    res.dq = allocBuf(dtypeOf(o.q), q.length);
-    res.dk = allocBuf(dtypeOf(o.q), k.length);
-    res.dv = allocBuf(dtypeOf(o.q), v.length);
+    const dOut = place(gatherTokens(o.dOut, pos, B, S, H * D));
+    const [dq, dk, dv] = [buf(q.length), buf(k.length), buf(v.length)];
     t0 = performance.now();
-    await op.backward({ dq: res.dq, dk: res.dk, dv: res.dv }, { dOut, q, k, v, out, lse, saved }, d);
+    await op.backward({ dq, dk, dv }, { dOut, q, k, v, out, lse, saved }, d);
     res.backwardSec = (performance.now() - t0) / 1000;
+    [res.dq, res.dk, res.dv] = [own(dq), own(dk), own(dv)];
   }
   // One log per group; with an unsplit sp the ring group is a different group over the same ranks.
   for (const [axis, g] of Object.entries(groups)) {

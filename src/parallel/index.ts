@@ -53,6 +53,12 @@ export interface AttentionOptions {
   overlap?: boolean;
   /** allgather: token layout (default auto: zigzag when S % 2P == 0, else contiguous). */
   allgatherLayout?: AllGatherLayout;
+  /**
+   * ulysses: run the kernels on the members' tensors in place where the transport shares memory
+   * (threads, inproc) and the tensors come from the op's ioAlloc, instead of exchanging heads
+   * (ulysses-shared.ts). Default false.
+   */
+  shared?: boolean;
 }
 
 /** An AttentionOp plus what the trainer and benchmarks need: this rank's positions and scratch stats. */
@@ -137,7 +143,7 @@ export function createAttention(scheme: SchemeName, groups: SpGroups, kernels: K
       return createLocalAttention(kernels, opts.S, padLayout(contiguousLayout(opts.S, 1, 'local'), realS));
     case 'ulysses': {
       const sp = need(groups.sp, 'sp');
-      return createUlyssesAttention(sp, kernels, opts.S, padLayout(contiguousLayout(opts.S, sp.size, 'ulysses'), realS));
+      return createUlyssesAttention(sp, kernels, opts.S, padLayout(contiguousLayout(opts.S, sp.size, 'ulysses'), realS), { shared: opts.shared });
     }
     case 'ring':
     case 'zigzag':

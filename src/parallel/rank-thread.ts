@@ -7,7 +7,7 @@
 import { cpus } from 'node:os';
 import type { World } from '../comm/types.js';
 import { setBulkAdd, setBulkCopy, setRawAccess, setRowCopy } from '../comm/index.js';
-import { nativeBulkAdd, nativeBulkCopy, nativeRawAccess, nativeRowCopy, pinCurrentThread } from '../kernels/native/index.js';
+import { adviseHugeShared, nativeBulkAdd, nativeBulkCopy, nativeRawAccess, nativeRowCopy, pinCurrentThread } from '../kernels/native/index.js';
 
 /** Returns whether this thread was pinned. */
 export function prepareRankThread(world: World): boolean {
@@ -16,5 +16,10 @@ export function prepareRankThread(world: World): boolean {
   setBulkAdd(nativeBulkAdd());
   setRawAccess(nativeRawAccess());
   setRowCopy(nativeRowCopy());
+  // The rank's shared arena holds what peers read in place (Ulysses' shared path keeps the model's
+  // attention tensors there): huge pages for it, as for the model's own large buffers.
+  const probe = world.group.allocBuffer('float32', 1);
+  adviseHugeShared(probe);
+  world.group.releaseBuffer(probe);
   return cpus().length >= world.size && pinCurrentThread(world.rank);
 }

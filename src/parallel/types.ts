@@ -72,6 +72,11 @@ export interface AttentionOp {
   readonly layout: SeqLayout;
   /** Elements (activation dtype) of the `saved` slot for dims d; 0 or absent: nothing to save. */
   savedElements?(d: AttnDims): number;
+  /**
+   * Where the op works on its callers' tensors in place across ranks (Ulysses' shared path):
+   * memory for them — the model's q, k|v, out, lse, dOut, dq, dk, dv. Absent: any memory does.
+   */
+  ioAlloc?(dtype: 'float32' | 'float64', n: number): Buf;
   forward(o: { out: Buf; lse: Buf; saved?: Buf }, i: { q: Buf; k: Buf; v: Buf }, d: AttnDims): Promise<void>;
   backward(
     g: { dq: Buf; dk: Buf; dv: Buf },

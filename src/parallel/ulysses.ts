@@ -19,6 +19,7 @@ import type { ProcessGroup } from '../comm/types.js';
 import type { AttentionOp, AttnDims, SeqLayout } from './types.js';
 import { contiguousLayout } from './layout.js';
 import { checkShapes, localInner, type InnerAttention } from './local.js';
+import { canShare, ulyssesShared } from './ulysses-shared.js';
 import { Scratch, a2aChunk, a2aMaps, kvHeadSplit, queryHeadSplit, type A2AMaps, type A2APart } from './util.js';
 
 /** Head splits of one Ulysses exchange; the error messages name the scheme and axis. */
@@ -155,18 +156,25 @@ export function ulyssesWrap(
   };
 }
 
-/** Ulysses over the sp group with the local kernel inside, on `layout` (contiguous by default). */
+/**
+ * Ulysses over the sp group with the local kernel inside, on `layout` (contiguous by default).
+ * `shared`: where the group can map its members' buffers (ulysses-shared.ts), calls whose tensors
+ * all come from the op's ioAlloc run the kernels on the members' tensors in place, with no
+ * exchange and no saved slot; other calls exchange as usual.
+ */
 export function createUlyssesAttention(
   group: ProcessGroup,
   kernels: Kernels,
   S: number,
   layout: SeqLayout = contiguousLayout(S, group.size, 'ulysses'),
+  opts: { shared?: boolean } = {},
 ): AttentionOp & { readonly scratch: Scratch; readonly positions: Int32Array } {
   const P = group.size;
   if (layout.P !== P || layout.S !== S) throw new Error(`ulysses: layout (S=${layout.S}, sp=${layout.P}) does not match S=${S}, sp=${P}`);
   const scratch = new Scratch(group);
   const members = Array.from({ length: P }, (_, p) => layout.positions(p));
   const wrap = ulyssesWrap('ulysses', group, members, localInner(kernels, scratch), scratch);
+  const zc = opts.shared && P > 1 && canShare(group) ? ulyssesShared(group, kernels, members, scratch) : null;
   const check = (d: AttnDims) => {
     if (d.S !== S || d.T * P !== S) throw new Error(`ulysses: dims S=${d.S} T=${d.T} but op built for S=${S}, sp=${P}`);
     ulyssesSplits('ulysses', d.H, d.G, P);
@@ -176,18 +184,22 @@ export function createUlyssesAttention(
     layout,
     scratch,
     positions: members[group.rank]!,
-    savedElements: (d) => wrap.savedElements(d),
+    // The shared path keeps nothing: backward reads the members' tensors where they are.
+    savedElements: (d) => (zc && d.G % P === 0 ? 0 : wrap.savedElements(d)),
+    ...(zc ? { ioAlloc: (dtype: 'float32' | 'float64', n: number) => group.allocBuffer(dtype, n) } : {}),
     async forward(o, i, d) {
       check(d);
       checkShapes('ulysses', d, { ...o, ...i });
       scratch.begin();
-      await wrap.forward(o, i, d);
+      if (zc && !o.saved && zc.usable(d, [i.q, i.k, i.v, o.out, o.lse])) await zc.forward(o, i, d);
+      else await wrap.forward(o, i, d);
     },
     async backward(g, i, d) {
       check(d);
       checkShapes('ulysses', d, { ...g, ...i });
       scratch.begin();
-      await wrap.backward(g, i, d);
+      if (zc && !i.saved && zc.usable(d, [i.dOut, i.q, i.k, i.v, i.out, i.lse, g.dq, g.dk, g.dv])) await zc.backward(g, i, d);
+      else await wrap.backward(g, i, d);
     },
   };
 }

@@ -64,6 +64,11 @@ export interface TrainOptions {
    * (ZeRO-1: gradients reduce-scattered, parameters all-gathered); off: every rank a full replica.
    */
   shardOptimizer: boolean;
+  /**
+   * Ulysses on the threads or inproc transport: run the attention kernels on the members' tensors
+   * in place instead of exchanging heads (parallel/ulysses-shared.ts); off: the all-to-alls.
+   */
+  sharedAttention: boolean;
 }
 
 /** Defaults sized so `npx seqpar train` finishes in a few minutes on 2 cores with the native backend. */
@@ -112,6 +117,7 @@ export const DEFAULT_OPTIONS: TrainOptions = {
   window: 0,
   docSep: -1,
   shardOptimizer: true,
+  sharedAttention: true,
 };
 
 export const CHOICES: Partial<Record<keyof TrainOptions, readonly string[]>> = {

@@ -41,7 +41,7 @@ export async function trainEntry(world: World, args: RankArgs): Promise<RankResu
   prepareRankThread(world);
   setNativeThreads(o.threads > 0 ? o.threads : world.size === 1 ? Math.min(8, cores) : 1);
   if (sel.warning && world.rank === 0 && !o.quiet) process.stderr.write(`seqpar: ${sel.warning}\n`);
-  const attn = createAttention(o.spScheme, { sp: mesh.group('sp'), ulysses: mesh.group('ulysses'), ring: mesh.group('ring') }, sel.kernels, { S: runSeqLen(o), realS: o.seqLen });
+  const attn = createAttention(o.spScheme, { sp: mesh.group('sp'), ulysses: mesh.group('ulysses'), ring: mesh.group('ring') }, sel.kernels, { S: runSeqLen(o), realS: o.seqLen, shared: o.sharedAttention });
   const corpus = o.data ? loadFileCorpus(o.data) : loadBrownCorpus();
   const every = o.logEvery > 1 ? o.logEvery : Math.max(1, Math.round(o.steps / 30));
   const progress = world.rank === 0 && !o.quiet ? new Progress(process.stderr, every, false) : null;

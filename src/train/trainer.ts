@@ -67,7 +67,7 @@ export async function trainRank(o: TrainOptions, corpus: Corpus, env: RankEnv, o
   const arena = new Arena(o.dtype);
   const comm: GradComm = env.gradComm ?? { ...SINGLE_RANK, allReduceSum: env.allReduceSum };
   const shard = o.shardOptimizer && comm.size > 1;
-  const model = new GPT({ config: cfg, kernels: env.kernels, arena, dtype: o.dtype, rows: { B: o.batch, T }, checkpoint: o.ckptActivations, flatMultiple: shard ? comm.size : 1 });
+  const model = new GPT({ config: cfg, kernels: env.kernels, arena, dtype: o.dtype, rows: { B: o.batch, T }, checkpoint: o.ckptActivations, flatMultiple: shard ? comm.size : 1, ioAlloc: env.attn.ioAlloc });
   const hp = { beta1: o.beta1, beta2: o.beta2, eps: 1e-8, weightDecay: o.weightDecay };
   // Replicated: gradients all-reduced, AdamW on every parameter everywhere. Sharded (ZeRO-1):
   // reduce-scatter, AdamW on this rank's 1/W, all-gather of the parameters (zero.ts).

@@ -40,6 +40,13 @@ describe('benchmarks (smoke mode)', () => {
     assert.ok(Number(rec['shardedMs']) > 0 && Number(rec['replicatedMs']) > 0);
     assert.ok(Number(rec['maxParamDiff']) < 1e-6);
   });
+  it('bench/e2e/ulysses-ab times the shared path against the exchange after checking they train alike; the shared one holds less', async () => {
+    const { runUlyssesAb } = await import('../../bench/e2e/ulysses-ab.js');
+    const rec = await runUlyssesAb({ smoke: true });
+    assert.ok(Number(rec['sharedSec']) > 0 && Number(rec['exchangeSec']) > 0);
+    assert.ok(Number(rec['firstLossRelDiff']) < 1e-4);
+    assert.ok(Number(rec['sharedPeakBytes']) < Number(rec['exchangePeakBytes']), 'no saved slot on the shared path');
+  });
   it('bench sp --window trains every case with the window (the loss check holds against the windowed one-rank step)', () => {
     const r = spawnSync(process.execPath, [CLI, 'bench', 'sp', '--smoke', '--schemes', 'ring,ulysses', '--window', '8'], { encoding: 'utf8', timeout: 180_000 });
     assert.equal(r.status, 0, r.stderr);

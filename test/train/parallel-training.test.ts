@@ -10,6 +10,7 @@ import { tinyOptions, tinyCorpus, tinyCorpusFile, expectSameTraining } from './u
 import { expectAllClose } from '../helpers.js';
 import { jsKernels } from '../../src/kernels/js/index.js';
 import { createAttention } from '../../src/parallel/index.js';
+import { ulyssesSavedSizes } from '../../src/parallel/ulysses.js';
 import { runRanks } from '../../src/comm/run.js';
 import { GPT } from '../../src/model/gpt.js';
 import { Arena } from '../../src/tensor/arena.js';
@@ -49,6 +50,21 @@ describe('parallel training equals single-device training', () => {
       const ref = await single(o);
       const res = await launchTraining({ ...o, ranks: sp, sp, spScheme: scheme, ulysses: u }, { returnParams: true });
       expectSameTraining(res, ref, scheme);
+    });
+  }
+
+  for (const transport of ['inproc', 'threads'] as const) {
+    it(`ulysses sp=2 on ${transport}: the shared path (default) and the exchange (--no-shared-attention) train alike; the shared one keeps no saved slot`, async () => {
+      const o = base({ dtype: 'float64', transport, ranks: 2, sp: 2, spScheme: 'ulysses' });
+      const ref = await single(o);
+      const shared = await launchTraining(o, { returnParams: true });
+      const exchange = await launchTraining({ ...o, sharedAttention: false }, { returnParams: true });
+      expectSameTraining(shared, ref, `ulysses shared on ${transport}`);
+      expectSameTraining(exchange, ref, `ulysses exchange on ${transport}`);
+      // exactly the exchange's saved slot (head-side q, k, v, out, lse) of every layer less
+      const cfg = modelConfigOf(o);
+      const slot = ulyssesSavedSizes('ulysses', { B: o.batch, T: o.seqLen / 2, H: cfg.heads, G: cfg.kvHeads, D: cfg.width / cfg.heads }, 2).reduce((a, b) => a + b, 0);
+      assert.equal(exchange[0]!.peakBytes - shared[0]!.peakBytes, cfg.layers * slot * 8);
     });
   }
 
