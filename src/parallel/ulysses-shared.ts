@@ -61,14 +61,17 @@ export function ulyssesShared(group: Peers, kernels: Kernels, memberPositions: r
     const bd = blockDims(d, d.T, d.T);
     const per = d.G / P;
     const dims = { ...bd, groups: { from: r * per, to: (r + 1) * per } };
-    // Query blocks from our own on, so that the members start on different blocks' tensors
-    // (rank r's first writes go to its own out, lse, dq: no two ranks on one block's cache lines).
+    // Our own block against itself needs nothing of the peers': it runs before the first barrier,
+    // so a rank that gets there first computes instead of waiting. Then query blocks from our own
+    // on, so that the members work on different blocks' tensors (no two ranks on the same out,
+    // lse, dq cache lines at once).
+    const own = anyAllowed(mp[r]!, mp[r]!, bd.mask.causal, bd.mask.windowLeft);
     const pairs: [number, number][] = [];
     for (let j = 0; j < P; j++) {
       const p = (r + j) % P;
-      for (let s = 0; s < P; s++) if (anyAllowed(mp[p]!, mp[s]!, bd.mask.causal, bd.mask.windowLeft)) pairs.push([p, s]);
+      for (let s = 0; s < P; s++) if (!(p === r && s === r) && anyAllowed(mp[p]!, mp[s]!, bd.mask.causal, bd.mask.windowLeft)) pairs.push([p, s]);
     }
-    return { mp, dims, pairs };
+    return { mp, dims, own, pairs };
   };
 
   return {
@@ -79,10 +82,11 @@ export function ulyssesShared(group: Peers, kernels: Kernels, memberPositions: r
 
     async forward(o: { out: Buf; lse: Buf }, i: { q: Buf; k: Buf; v: Buf }, d: AttnDims): Promise<void> {
       const [q, k, v, out, lse] = await all([i.q, i.k, i.v, o.out, o.lse]);
-      const { mp, dims, pairs } = plan(d);
-      // Our tensors start from the empty state; the peers fold their heads into them after this.
+      const { mp, dims, own, pairs } = plan(d);
+      // Our tensors start from the empty state; the peers fold their heads into them after the barrier.
       o.out.fill(0);
       o.lse.fill(-Infinity);
+      if (own) kernels.attnForward({ out: o.out, lse: o.lse }, { q: i.q, k: i.k, v: i.v, qPos: mp[r]!, kPos: mp[r]! }, dims);
       await group.barrier(); // every member's q, k, v written, out and lse reset
       // query block p folds key blocks s in member order into p's running (out, lse): our heads
       for (const [p, s] of pairs) kernels.attnForward({ out: out[p]!, lse: lse[p]! }, { q: q[p]!, k: k[s]!, v: v[s]!, qPos: mp[p]!, kPos: mp[s]! }, dims);
@@ -96,7 +100,11 @@ export function ulyssesShared(group: Peers, kernels: Kernels, memberPositions: r
       const delta = scratch.alloc(i.out, d.B * d.T * d.H);
       kernels.attnDelta({ delta }, { dOut: i.dOut, out: i.out }, { B: d.B, T: d.T, H: d.H, D: d.D });
       const [dOut, q, k, v, out, lse, dl, dq, dk, dv] = await all([i.dOut, i.q, i.k, i.v, i.out, i.lse, delta, g.dq, g.dk, g.dv]);
-      const { mp, dims, pairs } = plan(d);
+      const { mp, dims, own, pairs } = plan(d);
+      if (own) {
+        const i2 = { ...i, delta, qPos: mp[r]!, kPos: mp[r]! };
+        kernels.attnBackward(g, i2, dims);
+      }
       await group.barrier(); // every member's dOut and delta written
       for (const [p, s] of pairs) {
         kernels.attnBackward(
