@@ -253,7 +253,7 @@ export async function runSpTrainBench(o: SpTrainBenchOptions = {}): Promise<Reco
           return acc;
         }, {});
         const dims = { B: 1, S: N, T: N / P, H: REFERENCE_MODEL.heads, G: REFERENCE_MODEL.kvHeads, D: REFERENCE_MODEL.width / REFERENCE_MODEL.heads, causal: true, window, scale: 1 };
-        const predicted = cost(s.scheme, dims, P, { ulysses: u }).commBytes;
+        const predicted = cost(s.scheme, dims, P, { ulysses: u, shared: !o.exchange }).commBytes;
         const row = {
           bench: 'sp-train', scheme: s.scheme, ulysses: u > 1 ? u : undefined, window, N, P,
           ...(s.scheme === 'ulysses' ? { ulyssesPath: o.exchange ? 'exchange' : 'shared' } : {}), reps, warmup, stepSec: sec, allStepSec: perRound.flatMap((x) => x.stepSecs), tokensPerSec: N / sec,

@@ -184,7 +184,16 @@ export interface CostOptions {
    * the calls without a slot, which exchange them again.
    */
   savedSlot?: boolean;
+  /**
+   * ulysses on a transport that shares memory (AttentionOptions.shared), kv heads split: 4
+   * barriers and no saved slot. The bytes the exchange would send still cross between the cores,
+   * read and written by the kernels; the group's one-time peerBuffers mapping is not counted.
+   */
+  shared?: boolean;
 }
+
+/** Whether a ulysses plan takes the shared path (ulysses-shared.ts: kv heads split over P). */
+const sharedUlysses = (scheme: SchemeName, d: AttnDims, P: number, o: CostOptions) => scheme === 'ulysses' && !!o.shared && P > 1 && d.G % P === 0;
 
 /** Every collective call one rank makes for forward + backward, in call order. */
 export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOptions = {}): PlannedCall[] {
@@ -231,6 +240,7 @@ export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOpti
       return [...fwd, ...bwd];
     }
     case 'ulysses': {
+      if (sharedUlysses(scheme, d, P, o)) return Array.from({ length: 4 }, (): PlannedCall => ({ axis: 'sp', op: 'barrier', bufBytes: 0, P }));
       const x = a2a('sp', P, T, H, G);
       return [...x.fwdIn, ...x.fwdOut, ...x.bwdIn, ...x.bwdOut];
     }
@@ -259,7 +269,7 @@ export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOpti
 
 /** ulysses, hybrid: bytes of the saved slot (head-side q, k, v, out, lse) held from forward to backward. */
 function savedSlotBytes(scheme: SchemeName, d: AttnDims, P: number, o: CostOptions): number {
-  if (!(o.savedSlot ?? true) || (scheme !== 'ulysses' && scheme !== 'hybrid')) return 0;
+  if (!(o.savedSlot ?? true) || (scheme !== 'ulysses' && scheme !== 'hybrid') || sharedUlysses(scheme, d, P, o)) return 0;
   const u = scheme === 'hybrid' ? o.ulysses! : P;
   const sizes = ulyssesSavedSizes(scheme, { ...d, T: d.S / P }, u, scheme === 'hybrid' ? 'ulysses' : 'sp');
   return sizes.reduce((a, b) => a + b, 0) * (o.bytesPerElement ?? 4);

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { distributedAttention } from '../../src/parallel/distributed.js';
 import { ThreadsPool } from '../../src/comm/index.js';
 import { loadNativeKernels } from '../../src/kernels/native/index.js';
+import { cost } from '../../src/parallel/index.js';
 import { expectAllClose } from '../helpers.js';
 import { caseName, FIELDS, kernelReference, makeInputs, tolFor, type Case } from './harness.js';
 
@@ -33,6 +34,9 @@ describe('Ulysses on shared tensors equals single-device attention', () => {
             for (const B of [1, 2]) {
               const got = await check({ B, S: 8 * P, H: 8, G, D: 4, causal, dtype }, P);
               assert.ok(!ops(got).has('allToAll'), `P=${P} G=${G}: the shared path exchanged heads`);
+              // the plan: 4 barriers, no bytes (inproc maps the buffers with barriers too)
+              const planned = cost('ulysses', { B, S: 8 * P, T: 8, H: 8, G, D: 4, causal, scale: 0.5 }, P, { shared: true });
+              assert.equal(got.commBytes['sp'] ?? 0, planned.commBytes['sp']! * P);
             }
           }
         }
