@@ -5,9 +5,10 @@ import { runRanks } from '../../src/comm/run.js';
 import { tinyOptions } from './util.js';
 
 describe('training faults', () => {
-  for (const transport of ['inproc', 'threads'] as const) {
-    it(`a rank that throws stops the job within 10 s, naming the rank (${transport})`, async () => {
-      const options = tinyOptions({ data: null, ranks: 2, sp: 2, spScheme: 'zigzag', steps: 1000, transport });
+  // ulysses: the shared path, whose ranks wait at barriers and map each other's tensors
+  for (const [transport, spScheme] of [['inproc', 'zigzag'], ['threads', 'zigzag'], ['threads', 'ulysses']] as const) {
+    it(`a rank that throws stops the job within 10 s, naming the rank (${transport}, ${spScheme})`, async () => {
+      const options = tinyOptions({ data: null, ranks: 2, sp: 2, spScheme, steps: 1000, transport });
       const t0 = performance.now();
       await assert.rejects(
         runRanks(2, { module: new URL('./fault-entry.js', import.meta.url), fn: 'faultyTrainEntry', args: { options, failRank: 1 } }, { transport, timeoutMs: 0 }),
