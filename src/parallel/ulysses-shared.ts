@@ -1,15 +1,21 @@
 /**
  * Ulysses without the all-to-alls, for ranks that share an address space (threads, inproc: the
- * group's peerBuffers). Each rank owns kv groups [r·G/P, (r+1)·G/P) and their query heads, as in
- * the exchange; instead of gathering those heads of every member's tokens into a head-side copy,
- * it runs the attention kernels on the members' own sequence-side tensors [B, T, H|G, D]
- * (AttnBlockDims.groups), query block p against key block s for every pair of members, writing
- * its heads of their out, lse (forward) and dq, dk, dv (backward) in place. Every byte the
- * exchange copied twice (out of one tensor into another, then into the kernel's tiles) is read
- * once, by the kernel's own packing; a step's 9 exchanges per layer become 4 barriers.
+ * group's peerBuffers). Instead of gathering heads of every member's tokens into a head-side
+ * copy, the ranks run the attention kernels on the members' own sequence-side tensors
+ * [B, T, H|G, D], one kv group at a time (AttnBlockDims.groups), writing that group's heads of
+ * the members' out, lse (forward) and dq, dk, dv (backward) in place. Every byte the exchange
+ * copied twice (out of one tensor into another, then into the kernel's tiles) is read once, by the
+ * kernel's own packing; a step's 9 exchanges per layer become 4 barriers.
  *
- * Needs kv heads split over the group (G % P == 0): replicated kv heads would have two ranks
- * summing into the same dk rows. Every buffer of a call must be one the group can share
+ * Which rank computes what is not fixed: the work items (forward: a kv group's heads of one
+ * query block against every key block; backward: one kv group over all block pairs, since its dk,
+ * dv rows take sums from every query block) are claimed from a shared counter, largest first, so
+ * a rank whose core runs slower (a busy neighbour) takes fewer of them instead of making the
+ * others wait. Every item is one fixed sequence of kernel calls on the same inputs, whichever rank
+ * runs it, so the results do not depend on the schedule, bit for bit.
+ *
+ * Used where kv heads split over the group (G % P == 0, as the exchange's head split needs; the
+ * exchange replicates them otherwise). Every buffer of a call must be one the group can share
  * (allocBuffer on threads, the model's AttentionOp.ioAlloc); callers check with `usable`.
  */
 import type { Buf } from '../tensor/dtype.js';
@@ -42,7 +48,6 @@ function anyAllowed(q: Int32Array, k: Int32Array, causal: boolean, windowLeft: n
 
 export function ulyssesShared(group: Peers, kernels: Kernels, memberPositions: readonly Int32Array[], scratch: Scratch) {
   const P = group.size;
-  const r = group.rank;
   // Every member's view of each shared tensor, mapped on first use (a collective: all ranks meet
   // the same buffers in the same order) and kept: the model's tensors live as long as the op.
   const views = new WeakMap<Buf, Buf[]>();
@@ -56,22 +61,30 @@ export function ulyssesShared(group: Peers, kernels: Kernels, memberPositions: r
     for (const b of bs) out.push(await peersOf(b));
     return out;
   };
+  // The work counter: member 0's, mapped by everyone. It only grows: a call with n items hands
+  // out tickets [base, base + n) and each rank's last, failed claim takes one more, so the next
+  // call starts at base + n + P on every rank without a reset.
+  let ticketBase = 0;
+  let counter: Int32Array | null = null;
+  const items = async (n: number): Promise<() => number> => {
+    if (!counter) counter = (await group.peerBuffers(group.allocBuffer('int32', 1)))[0] as Int32Array;
+    const c = counter;
+    const base = ticketBase;
+    ticketBase += n + P;
+    return () => {
+      const t = Atomics.add(c, 0, 1) - base;
+      return t < n ? t : -1;
+    };
+  };
   const plan = (d: AttnDims) => {
     const mp = memberPositions.map((p) => maskPositions(p, d));
     const bd = blockDims(d, d.T, d.T);
-    const per = d.G / P;
-    const dims = { ...bd, groups: { from: r * per, to: (r + 1) * per } };
-    // Our own block against itself needs nothing of the peers': it runs before the first barrier,
-    // so a rank that gets there first computes instead of waiting. Then query blocks from our own
-    // on, so that the members work on different blocks' tensors (no two ranks on the same out,
-    // lse, dq cache lines at once).
-    const own = anyAllowed(mp[r]!, mp[r]!, bd.mask.causal, bd.mask.windowLeft);
-    const pairs: [number, number][] = [];
-    for (let j = 0; j < P; j++) {
-      const p = (r + j) % P;
-      for (let s = 0; s < P; s++) if (!(p === r && s === r) && anyAllowed(mp[p]!, mp[s]!, bd.mask.causal, bd.mask.windowLeft)) pairs.push([p, s]);
-    }
-    return { mp, dims, own, pairs };
+    const allowed = (p: number, s: number) => anyAllowed(mp[p]!, mp[s]!, bd.mask.causal, bd.mask.windowLeft);
+    const group1 = (g: number) => ({ ...bd, groups: { from: g, to: g + 1 } });
+    // forward items, largest first: query blocks with the most allowed key blocks first
+    const work = (p: number) => memberPositions.reduce((n, _, s) => n + (allowed(p, s) ? 1 : 0), 0);
+    const blocks = Array.from({ length: P }, (_, p) => p).sort((a, b) => work(b) - work(a) || a - b);
+    return { mp, allowed, group1, blocks };
   };
 
   return {
@@ -82,36 +95,44 @@ export function ulyssesShared(group: Peers, kernels: Kernels, memberPositions: r
 
     async forward(o: { out: Buf; lse: Buf }, i: { q: Buf; k: Buf; v: Buf }, d: AttnDims): Promise<void> {
       const [q, k, v, out, lse] = await all([i.q, i.k, i.v, o.out, o.lse]);
-      const { mp, dims, own, pairs } = plan(d);
-      // Our tensors start from the empty state; the peers fold their heads into them after the barrier.
+      const { mp, allowed, group1, blocks } = plan(d);
+      const next = await items(d.G * P);
+      // Our tensors start from the empty state; the ranks fold their heads into them after the barrier.
       o.out.fill(0);
       o.lse.fill(-Infinity);
-      if (own) kernels.attnForward({ out: o.out, lse: o.lse }, { q: i.q, k: i.k, v: i.v, qPos: mp[r]!, kPos: mp[r]! }, dims);
       await group.barrier(); // every member's q, k, v written, out and lse reset
-      // query block p folds key blocks s in member order into p's running (out, lse): our heads
-      for (const [p, s] of pairs) kernels.attnForward({ out: out[p]!, lse: lse[p]! }, { q: q[p]!, k: k[s]!, v: v[s]!, qPos: mp[p]!, kPos: mp[s]! }, dims);
+      // item t: kv group t % G of query block blocks[t / G], key blocks in member order
+      for (let t = next(); t >= 0; t = next()) {
+        const p = blocks[Math.floor(t / d.G)]!;
+        const dims = group1(t % d.G);
+        for (let s = 0; s < P; s++) if (allowed(p, s)) kernels.attnForward({ out: out[p]!, lse: lse[p]! }, { q: q[p]!, k: k[s]!, v: v[s]!, qPos: mp[p]!, kPos: mp[s]! }, dims);
+      }
       await group.barrier(); // every head of every member's out, lse final
     },
 
     /** Accumulates into dq, dk, dv (as the exchange's backward does). */
     async backward(g: { dq: Buf; dk: Buf; dv: Buf }, i: { dOut: Buf; q: Buf; k: Buf; v: Buf; out: Buf; lse: Buf }, d: AttnDims): Promise<void> {
-      // delta = rowsum(dOut ∘ out) of our own tokens, every head [B, T, H]: read by the members
-      // that own the heads
+      // delta = rowsum(dOut ∘ out) of our own tokens, every head [B, T, H]: read by whichever
+      // rank runs a head
       const delta = scratch.alloc(i.out, d.B * d.T * d.H);
       kernels.attnDelta({ delta }, { dOut: i.dOut, out: i.out }, { B: d.B, T: d.T, H: d.H, D: d.D });
       const [dOut, q, k, v, out, lse, dl, dq, dk, dv] = await all([i.dOut, i.q, i.k, i.v, i.out, i.lse, delta, g.dq, g.dk, g.dv]);
-      const { mp, dims, own, pairs } = plan(d);
-      if (own) {
-        const i2 = { ...i, delta, qPos: mp[r]!, kPos: mp[r]! };
-        kernels.attnBackward(g, i2, dims);
-      }
-      await group.barrier(); // every member's dOut and delta written
-      for (const [p, s] of pairs) {
-        kernels.attnBackward(
-          { dq: dq[p]!, dk: dk[s]!, dv: dv[s]! },
-          { dOut: dOut[p]!, q: q[p]!, k: k[s]!, v: v[s]!, out: out[p]!, lse: lse[p]!, delta: dl[p]!, qPos: mp[p]!, kPos: mp[s]! },
-          dims,
-        );
+      const { mp, allowed, group1 } = plan(d);
+      const next = await items(d.G);
+      await group.barrier(); // every member's dOut and delta written (and dq, dk, dv zeroed by the model)
+      // item t: kv group t over every allowed (query block p, key block s), in a fixed order
+      for (let t = next(); t >= 0; t = next()) {
+        const dims = group1(t);
+        for (let p = 0; p < P; p++) {
+          for (let s = 0; s < P; s++) {
+            if (!allowed(p, s)) continue;
+            kernels.attnBackward(
+              { dq: dq[p]!, dk: dk[s]!, dv: dv[s]! },
+              { dOut: dOut[p]!, q: q[p]!, k: k[s]!, v: v[s]!, out: out[p]!, lse: lse[p]!, delta: dl[p]!, qPos: mp[p]!, kPos: mp[s]! },
+              dims,
+            );
+          }
+        }
       }
       await group.barrier(); // every member's dq, dk, dv final
     },
