@@ -18,6 +18,7 @@ import { allowedPairs, contiguousLayout, hybridLayout, padLayout, stripeLayout, 
 import { createLocalAttention } from './local.js';
 import { createRingAttention, ringLayout, ringSteps } from './ring.js';
 import { createUlyssesAttention, ulyssesSavedSizes, ulyssesSplits } from './ulysses.js';
+import { sharedApplies } from './ulysses-shared.js';
 import { allgatherLayout, createAllGatherAttention, type AllGatherLayout } from './allgather.js';
 import { createRsaAttention } from './rsa.js';
 import { createHybridAttention } from './hybrid.js';
@@ -193,7 +194,7 @@ export interface CostOptions {
 }
 
 /** Whether a ulysses plan takes the shared path (ulysses-shared.ts: kv heads split over P). */
-const sharedUlysses = (scheme: SchemeName, d: AttnDims, P: number, o: CostOptions) => scheme === 'ulysses' && !!o.shared && P > 1 && d.G % P === 0;
+const sharedUlysses = (scheme: SchemeName, d: AttnDims, P: number, o: CostOptions) => scheme === 'ulysses' && !!o.shared && sharedApplies(d.G, P);
 
 /** Every collective call one rank makes for forward + backward, in call order. */
 export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOptions = {}): PlannedCall[] {

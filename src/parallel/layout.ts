@@ -187,6 +187,30 @@ export function unshardTokens(layout: SeqLayout, shards: readonly Buf[], B: numb
   return out;
 }
 
+/** The real (non-padding) positions of a block, sorted: the key side of `attendsAny`. */
+export function sortedKeys(pos: Int32Array): Int32Array {
+  return pos.filter((p) => p >= 0).sort();
+}
+
+/**
+ * Whether any query at positions `qs` (padding, −1, attends nothing) may attend a key of `keys`
+ * (sortedKeys) under the causal flag and a left window (keys ≥ q − window).
+ */
+export function attendsAny(qs: Int32Array, keys: Int32Array, causal: boolean, window?: number): boolean {
+  // does `keys` hold a position in [lo, hi]? (binary search for the first ≥ lo)
+  const anyIn = (lo: number, hi: number): boolean => {
+    let a = 0;
+    let b = keys.length;
+    while (a < b) {
+      const m = (a + b) >> 1;
+      if (keys[m]! < lo) a = m + 1;
+      else b = m;
+    }
+    return a < keys.length && keys[a]! <= hi;
+  };
+  return qs.some((q) => q >= 0 && anyIn(window === undefined ? -Infinity : q - window, causal ? q : Infinity));
+}
+
 /**
  * Number of (query, key) pairs a causal (or full) mask, and a sliding window when given (keys ≥
  * p − window), allows for the given query positions over keys 0..S−1; padding (p < 0) has none.

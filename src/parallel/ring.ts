@@ -20,7 +20,7 @@ import type { Kernels } from '../kernels/types.js';
 import type { ProcessGroup } from '../comm/types.js';
 import type { AttentionOp, AttnDims, SeqLayout } from './types.js';
 import type { ChunkedLayout } from './layout.js';
-import { contiguousLayout, padLayout, stripeLayout, zigzagLayout } from './layout.js';
+import { attendsAny, contiguousLayout, padLayout, sortedKeys, stripeLayout, zigzagLayout } from './layout.js';
 import { blockDims, checkShapes, maskPositions, type InnerAttention } from './local.js';
 import { Scratch, chunkPositions, chunkViews, joinChunks, packChunks, splitChunks } from './util.js';
 
@@ -52,24 +52,12 @@ export const tileRules: Record<RingKind, TileRule> = {
 export function ringSteps(layout: SeqLayout, causal: boolean, window?: number): number {
   const P = layout.P;
   if (window === undefined || P === 1) return P;
-  const keys = Array.from({ length: P }, (_, j) => layout.positions(j).filter((p) => p >= 0).sort());
-  // does sorted `ks` hold a position in [lo, hi]?
-  const anyIn = (ks: Int32Array, lo: number, hi: number): boolean => {
-    let a = 0;
-    let b = ks.length;
-    while (a < b) {
-      const m = (a + b) >> 1;
-      if (ks[m]! < lo) a = m + 1;
-      else b = m;
-    }
-    return a < ks.length && ks[a]! <= hi;
-  };
+  const keys = Array.from({ length: P }, (_, j) => sortedKeys(layout.positions(j)));
   let last = 0;
   for (let r = 0; r < P; r++) {
     const qs = layout.positions(r);
     for (let s = P - 1; s > last; s--) {
-      const ks = keys[(r - s + P) % P]!;
-      if (qs.some((q) => q >= 0 && anyIn(ks, q - window, causal ? q : Infinity))) {
+      if (attendsAny(qs, keys[(r - s + P) % P]!, causal, window)) {
         last = s;
         break;
       }

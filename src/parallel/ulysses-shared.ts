@@ -23,6 +23,7 @@ import type { Kernels } from '../kernels/types.js';
 import type { ProcessGroup } from '../comm/types.js';
 import type { AttnDims } from './types.js';
 import { blockDims, maskPositions } from './local.js';
+import { attendsAny, sortedKeys } from './layout.js';
 import type { Scratch } from './util.js';
 
 type Peers = ProcessGroup & Required<Pick<ProcessGroup, 'peerBuffers' | 'sharesBuffer'>>;
@@ -32,18 +33,9 @@ export function canShare(group: ProcessGroup): group is Peers {
   return typeof group.peerBuffers === 'function' && typeof group.sharesBuffer === 'function';
 }
 
-/**
- * Whether (query block p, key block s) has any allowed pair under the causal flag and a left
- * window (mask positions: padding −1 has none); a pair with none is not run at all.
- */
-function anyAllowed(q: Int32Array, k: Int32Array, causal: boolean, windowLeft: number | undefined): boolean {
-  let qMin = Infinity, qMax = -Infinity, kMin = Infinity, kMax = -Infinity;
-  for (const p of q) if (p >= 0) (qMin = Math.min(qMin, p)), (qMax = Math.max(qMax, p));
-  for (const p of k) if (p >= 0) (kMin = Math.min(kMin, p)), (kMax = Math.max(kMax, p));
-  if (qMin > qMax || kMin > kMax) return false;
-  if (causal && kMin > qMax) return false;
-  if (windowLeft !== undefined && kMax < qMin - windowLeft) return false;
-  return true;
+/** Whether the shared path runs a call with G kv heads over P ranks (kv heads split, as the exchange's head split needs). */
+export function sharedApplies(G: number, P: number): boolean {
+  return P > 1 && G % P === 0;
 }
 
 export function ulyssesShared(group: Peers, kernels: Kernels, memberPositions: readonly Int32Array[], scratch: Scratch) {
@@ -79,7 +71,10 @@ export function ulyssesShared(group: Peers, kernels: Kernels, memberPositions: r
   const plan = (d: AttnDims) => {
     const mp = memberPositions.map((p) => maskPositions(p, d));
     const bd = blockDims(d, d.T, d.T);
-    const allowed = (p: number, s: number) => anyAllowed(mp[p]!, mp[s]!, bd.mask.causal, bd.mask.windowLeft);
+    // (query block p, key block s) pairs with no allowed key are not run at all (the window on
+    // the mask positions, which keep documents apart, is blockDims')
+    const keys = mp.map(sortedKeys);
+    const allowed = (p: number, s: number) => attendsAny(mp[p]!, keys[s]!, bd.mask.causal, bd.mask.windowLeft);
     const group1 = (g: number) => ({ ...bd, groups: { from: g, to: g + 1 } });
     // forward items, largest first: query blocks with the most allowed key blocks first
     const work = (p: number) => memberPositions.reduce((n, _, s) => n + (allowed(p, s) ? 1 : 0), 0);
@@ -90,7 +85,7 @@ export function ulyssesShared(group: Peers, kernels: Kernels, memberPositions: r
   return {
     /** Whether this path can run a call on these buffers (the same answer on every rank for the model's tensors). */
     usable(d: AttnDims, bufs: Buf[]): boolean {
-      return d.G % P === 0 && bufs.every((b) => group.sharesBuffer(b));
+      return sharedApplies(d.G, P) && bufs.every((b) => group.sharesBuffer(b));
     },
 
     async forward(o: { out: Buf; lse: Buf }, i: { q: Buf; k: Buf; v: Buf }, d: AttnDims): Promise<void> {

@@ -19,7 +19,7 @@ import type { ProcessGroup } from '../comm/types.js';
 import type { AttentionOp, AttnDims, SeqLayout } from './types.js';
 import { contiguousLayout } from './layout.js';
 import { checkShapes, localInner, type InnerAttention } from './local.js';
-import { canShare, ulyssesShared } from './ulysses-shared.js';
+import { canShare, sharedApplies, ulyssesShared } from './ulysses-shared.js';
 import { Scratch, a2aChunk, a2aMaps, kvHeadSplit, queryHeadSplit, type A2AMaps, type A2APart } from './util.js';
 
 /** Head splits of one Ulysses exchange; the error messages name the scheme and axis. */
@@ -185,7 +185,7 @@ export function createUlyssesAttention(
     scratch,
     positions: members[group.rank]!,
     // The shared path keeps nothing: backward reads the members' tensors where they are.
-    savedElements: (d) => (zc && d.G % P === 0 ? 0 : wrap.savedElements(d)),
+    savedElements: (d) => (zc && sharedApplies(d.G, P) ? 0 : wrap.savedElements(d)),
     ...(zc ? { ioAlloc: (dtype: 'float32' | 'float64', n: number) => group.allocBuffer(dtype, n) } : {}),
     async forward(o, i, d) {
       check(d);
