@@ -47,7 +47,9 @@ function intList(argv: string[], name: string): number[] | undefined {
   return xs;
 }
 
-const KNOWN = new Set(['--smoke', '--threads', '--backend', '--n', '--p', '--schemes', '--reps', '--warmup', '--baseline', '--rounds', '--ceiling', '--window', '--only', '--no-shared-attention', '--help']);
+/** Flags that take no value. */
+const SWITCHES = new Set(['--smoke', '--help', '--no-shared-attention']);
+const KNOWN = new Set([...SWITCHES, '--threads', '--backend', '--n', '--p', '--schemes', '--reps', '--warmup', '--baseline', '--rounds', '--ceiling', '--window', '--only']);
 
 export async function runBenchCommand(argv: string[]): Promise<number> {
   const [theme, ...rest] = argv;
@@ -59,7 +61,7 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
     for (let i = 0; i < rest.length; i++) {
       const a = rest[i]!;
       if (!KNOWN.has(a)) throw new UsageError(`unknown option ${a} (see seqpar bench --help)`);
-      if (a !== '--smoke' && a !== '--help' && a !== '--no-shared-attention') i++;
+      if (!SWITCHES.has(a)) i++;
     }
     // `seqpar bench sp --help` prints the usage; it must never start a (minutes-long) run.
     if (rest.includes('--help')) {

@@ -213,6 +213,9 @@ function compute(calls: readonly Call[]): void {
 }
 
 class InprocGroup extends GroupBase {
+  /** peerBuffers calls so far: their deposits' key in the fabric. */
+  private peerCalls = 0;
+
   constructor(
     private readonly fabric: InprocFabric,
     private readonly gid: number,
@@ -249,7 +252,6 @@ class InprocGroup extends GroupBase {
     this.fabric.shared.delete(key);
     return out;
   }
-  private peerCalls = 0;
 }
 
 export class InprocWorld implements World {

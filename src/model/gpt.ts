@@ -68,12 +68,12 @@ export function documentPositions(pos: Int32Array, docs: Int32Array): Int32Array
 export const IGNORE_INDEX = -1;
 
 type IOAlloc = GPTOptions['ioAlloc'];
-/** The attention op's tensors (GPTOptions.ioAlloc). */
-const ATTN_IO = new Set(['q', 'att', 'lse', 'dAtt', 'dq', 'dk', 'dv']);
+/** The attention op's tensors (GPTOptions.ioAlloc); kv is the one buffer k and v are halves of. */
+const ATTN_IO = new Set(['q', 'kv', 'att', 'lse', 'dAtt', 'dq', 'dk', 'dv']);
 
 /** One buffer from the arena, or for an attention tensor from ioAlloc (charged to the arena). */
 function allocOne(arena: Arena, cat: 'activations' | 'scratch', name: string, n: number, dtype: DType, io: IOAlloc): Buf {
-  if (!io || !(ATTN_IO.has(name) || name === 'kv') || (dtype !== 'float32' && dtype !== 'float64')) return arena.alloc(cat, n, dtype);
+  if (!io || !ATTN_IO.has(name)) return arena.alloc(cat, n, dtype);
   const b = io(dtype, n);
   arena.track(cat, b, n * b.BYTES_PER_ELEMENT);
   return b;
