@@ -8,12 +8,14 @@
  */
 import type { AxisName, CommArrays, CommBuf, CommDtype, ReduceOp } from '../types.js';
 import { CommAbortError, CommError } from '../errors.js';
-import { checkPairs, COMM_BPE, dtypeCode, finishAvg, GroupBase, mismatchMessage, newCommArray, OPS, REDOPS, sameCall, sliceStart, type Call } from '../core.js';
+import { checkPairs, COMM_BPE, finishAvg, GroupBase, mismatchMessage, newCommArray, sameCall, sliceStart, type Call } from '../core.js';
 import { waitAsync } from './compat.js';
 import { AdaptiveSpin } from './spin.js';
 import { bulkAccumulate, bulkCopy, bulkCopyRows, rawAccess } from './copy.js';
 import { rowExtent } from '../rows.js';
 import { inPlaceGather, inPlaceScatter, rawReadable, readableInPlace, stageInput } from './placement.js';
+import { mapPeers } from './peers.js';
+import { readCall, writeCall } from './descriptor.js';
 import { align, ArenaAlloc, BPE, F, FF, Layout, view, type View } from './shm.js';
 
 /** What every group of one rank in one run shares. */
@@ -70,20 +72,9 @@ export class ThreadsGroup extends GroupBase {
     return b.buffer === this.ctx.alloc.sab;
   }
 
-  /**
-   * The members' allocBuffer buffers as views of their arenas (offsets and lengths all-gathered).
-   * Peers may write these views: they are buffers their owner handed out, never the comm regions.
-   */
-  async peerBuffers(buf: CommBuf): Promise<CommBuf[]> {
-    if (!this.sharesBuffer(buf)) throw new CommError(`peerBuffers on axis ${this.axis}: rank ${this.worldRank}'s buffer is not from allocBuffer (only this rank's shared arena can be mapped by its peers)`, 'allGather', -1, this.axis);
-    const P = this.size;
-    const all = new Float64Array(3 * P);
-    await this.allGather(all, new Float64Array([buf.byteOffset, buf.length, dtypeCode(buf)]));
-    return Array.from({ length: P }, (_, k) => {
-      if (k === this.rank) return buf;
-      if (all[3 * k + 2] !== dtypeCode(buf)) throw new CommError(`peerBuffers on axis ${this.axis}: rank ${this.ranks[k]} passed another dtype than rank ${this.worldRank}`, 'allGather', -1, this.axis);
-      return view(this.ctx.arenas[this.ranks[k]!]!, dtypeCode(buf), all[3 * k]!, all[3 * k + 1]! * BPE[dtypeCode(buf)]!);
-    });
+  /** The members' allocBuffer buffers as views of their arenas (peers.ts). */
+  peerBuffers(buf: CommBuf): Promise<CommBuf[]> {
+    return mapPeers(this, this.ctx.arenas, this.ctx.alloc.sab, this.worldRank, buf);
   }
 
   protected execute(c: Call, seq: number): Promise<void> {
@@ -125,20 +116,9 @@ export class ThreadsGroup extends GroupBase {
     }
   }
 
-  /** Descriptor published by member m (valid once PUB[m] >= the seq in question). */
+  /** Descriptor published by member m (descriptor.ts). */
   private peerCall(m: number): Call {
-    const { f64, layout } = this.ctx;
-    return {
-      op: OPS[this.field(m, F.OP)]!,
-      dtype: this.field(m, F.DTYPE),
-      bytes: f64[layout.f(this.gid, m, FF.BYTES)]!,
-      redop: REDOPS[this.field(m, F.REDOP)]!,
-      root: this.field(m, F.ROOT),
-      dst: this.field(m, F.DST),
-      src: this.field(m, F.SRC),
-      a: null,
-      b: null,
-    };
+    return readCall(this.ctx, this.gid, m);
   }
 
   private peerView(m: number, dtype: number, offField: number, byteOff: number, bytes: number): View {
@@ -188,13 +168,7 @@ export class ThreadsGroup extends GroupBase {
 
     // 3. Publish the descriptor; PUB is stored last (release) and loaded first (acquire) by peers.
     const fi = (f: number) => layout.i(gid, m, f);
-    i32[fi(F.OP)] = OPS.indexOf(c.op);
-    i32[fi(F.DTYPE)] = c.dtype;
-    i32[fi(F.REDOP)] = REDOPS.indexOf(c.redop);
-    i32[fi(F.ROOT)] = c.root;
-    i32[fi(F.DST)] = c.dst;
-    i32[fi(F.SRC)] = c.src;
-    f64[layout.f(gid, m, FF.BYTES)] = c.bytes;
+    writeCall(ctx, gid, m, c);
     f64[layout.f(gid, m, FF.RECV)] = c.map ? c.a!.byteLength : c.src >= 0 && c.b ? c.b.byteLength : 0;
     f64[layout.f(gid, m, FF.OFF)] = off;
     f64[layout.f(gid, m, FF.OFF2)] = region + (staged ? align(c.bytes) : 0);
