@@ -9,7 +9,8 @@ import { availableBackends } from '../../src/kernels/index.js';
 import type { AttnBlockDims } from '../../src/kernels/types.js';
 import type { Buf, DType } from '../../src/tensor/dtype.js';
 import { allocBuf } from '../../src/tensor/dtype.js';
-import { randn } from '../helpers.js';
+import { expectAllClose, randn } from '../helpers.js';
+import { refAttention, refAttentionBackward } from '../reference/attention.js';
 import type { AttnKernels } from './attention-util.js';
 import { dims, emptyState, makeInputs, standardCases } from './attention-util.js';
 
@@ -81,6 +82,13 @@ for (const k of availableBackends() as AttnKernels[]) {
             for (const [name, a, b] of [['dq', gp.dq, gw.dq], ['dk', gp.dk, gw.dk], ['dv', gp.dv, gw.dv]] as const) {
               for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= tol * (1 + Math.abs(b[i]!)), `${name}[${i}]: ${a[i]} vs ${b[i]}`);
             }
+            // and the assembled parts against the naive float64 reference
+            const ref = refAttention(inp, d);
+            const refG = refAttentionBackward({ ...inp, dOut }, d);
+            const rt = dtype === 'float64' ? { rtol: 1e-12, atol: 1e-12 } : { rtol: 1e-5, atol: 1e-6 };
+            expectAllClose(parts.out, ref.out, rt, 'out by groups');
+            expectAllClose(parts.lse, ref.lse, rt, 'lse by groups');
+            for (const [name, a] of [['dq', gp.dq], ['dk', gp.dk], ['dv', gp.dv]] as const) expectAllClose(a, refG[name], dtype === 'float64' ? rt : { rtol: 1e-5, atol: 2e-6 }, `${name} by groups`);
           });
         });
       }
