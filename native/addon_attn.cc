@@ -44,7 +44,7 @@ const int32_t* positions(const Info& info, size_t i, int64_t n, const char* what
   return p;
 }
 
-// Reads (B, Tq, Tk, H, G, D, scale, causal, windowLeft|undefined, windowRight|undefined[, g0, g1]) from index i.
+// Reads (B, Tq, Tk, H, G, D, scale, causal, windowLeft|undefined, windowRight|undefined[, h0, h1]) from index i.
 AttnArgs dims(const Info& info, size_t i) {
   AttnArgs a{};
   a.B = I(info, i, "B");
@@ -61,15 +61,15 @@ AttnArgs dims(const Info& info, size_t i) {
   a.hasRight = info[i + 9].IsNumber();
   a.left = a.hasLeft ? (int64_t)info[i + 8].As<Napi::Number>().DoubleValue() : 0;
   a.right = a.hasRight ? (int64_t)info[i + 9].As<Napi::Number>().DoubleValue() : 0;
-  // optional kv group range [g0, g1) (default: all G)
-  a.g0 = i + 10 < info.Length() && info[i + 10].IsNumber() ? I(info, i + 10, "g0") : 0;
-  a.g1 = i + 11 < info.Length() && info[i + 11].IsNumber() ? I(info, i + 11, "g1") : a.G;
-  if (a.g0 > a.g1 || a.g1 > a.G)
-    throw Napi::RangeError::New(info.Env(), "attention: kv groups [" + std::to_string(a.g0) + ", " + std::to_string(a.g1) + ") are not within [0, " + std::to_string(a.G) + ")");
+  // optional query head range [h0, h1) (default: all H)
+  a.h0 = i + 10 < info.Length() && info[i + 10].IsNumber() ? I(info, i + 10, "h0") : 0;
+  a.h1 = i + 11 < info.Length() && info[i + 11].IsNumber() ? I(info, i + 11, "h1") : a.H;
+  if (a.h0 > a.h1 || a.h1 > a.H)
+    throw Napi::RangeError::New(info.Env(), "attention: query heads [" + std::to_string(a.h0) + ", " + std::to_string(a.h1) + ") are not within [0, " + std::to_string(a.H) + ")");
   return a;
 }
 
-// attnForward(out, lse, q, k, v, qPos, kPos, B, Tq, Tk, H, G, D, scale, causal, left, right[, g0, g1])
+// attnForward(out, lse, q, k, v, qPos, kPos, B, Tq, Tk, H, G, D, scale, causal, left, right[, h0, h1])
 Napi::Value AttnForward(const Info& info) {
   AttnArgs a = dims(info, 7);
   const int64_t nq = a.B * a.Tq * a.H * a.D, nk = a.B * a.Tk * a.G * a.D;
@@ -83,7 +83,7 @@ Napi::Value AttnForward(const Info& info) {
   sp_current_table()->attnForward(a);
   return info.Env().Undefined();
 }
-// attnBackward(dq, dk, dv, dOut, q, k, v, out, lse, delta, qPos, kPos, B, Tq, Tk, H, G, D, scale, causal, left, right[, g0, g1])
+// attnBackward(dq, dk, dv, dOut, q, k, v, out, lse, delta, qPos, kPos, B, Tq, Tk, H, G, D, scale, causal, left, right[, h0, h1])
 Napi::Value AttnBackward(const Info& info) {
   AttnArgs a = dims(info, 12);
   const int64_t nq = a.B * a.Tq * a.H * a.D, nk = a.B * a.Tk * a.G * a.D, nr = a.B * a.Tq * a.H;

@@ -39,9 +39,10 @@ struct AttnArgs {
   // backward only
   const float *dOut, *delta;
   float *dq, *dk, *dv;
-  // kv groups [g0, g1) are computed (with their H/G query heads each); the other heads of out,
-  // lse, dq, dk, dv are not touched. Last in the struct, so older builds read the same prefix.
-  int64_t g0, g1;
+  // query heads [h0, h1) are computed; the other heads of out, lse, dq are not touched, and dk, dv
+  // of a kv group take only those heads' terms (none: untouched). Last in the struct, so older
+  // builds read the same prefix.
+  int64_t h0, h1;
 };
 
 struct KernelTable {

@@ -1,7 +1,8 @@
 // Fused attention block backward (FlashAttention-2, algorithms.md §10.2) from the FINAL out/lse
-// and delta = rowsum(dOut * out). Per (b, g) the query side of the H/G heads sharing the KV head
-// is packed once: Q (pre-multiplied by c = scale*log2(e)), dO as [hg][Tq][Dp], -lse*log2(e) and
-// delta as [hg][Tq]. Work items are key tiles of BC keys (each owns its dK, dV rows, so no races);
+// and delta = rowsum(dOut * out). Per (b, g) the query side of the hg heads sharing the KV head
+// (those in the call's head range [h0, h1)) is packed once: Q (pre-multiplied by
+// c = scale*log2(e)), dO as [hg][Tq][Dp], -lse*log2(e) and delta as [hg][Tq]. Work items are
+// key tiles of BC keys (each owns its dK, dV rows, so no races);
 // per item, for every head of the group and query tile of BR rows (fully masked tiles skipped):
 //   S  = (c Q) K^T,  P = 2^(S - lse*log2 e) masked,  dP = dO V^T,  dS' = P * (dP - delta)
 //   dV += P^T dO,  dK' += dS'^T (c Q)  (tile accumulators [BC][Dp], on AVX-512 at D = 17-32 also
@@ -19,7 +20,7 @@ namespace SP_NS {
 struct BwdCtx {
   const AttnArgs* a;
   Mask mask;
-  int64_t b, g, hg, Dp, nQT;
+  int64_t b, g, hg, Dp, nQT;        // hg: the heads of kv group g this call computes, packed
   int64_t it0, it1;                 // query tiles [it0, it1) visited by this pass
   const float *Qp, *dOp, *nl, *dl;  // packed query side (see header)
   const PosStats* qst;              // [nQT]
@@ -186,9 +187,12 @@ static void attnBackward(const AttnArgs& a) {
   for (int64_t it = 0; it < nQT; it++) qst[it] = pos_stats(a.qPos + it * BR, imin(BR, Tq - it * BR));
 
   for (int64_t b = 0; b < a.B; b++) {
-    for (int64_t g = a.g0; g < a.g1; g++) {
-      for (int64_t hh = 0; hh < hg; hh++) {
-        const int64_t h = g * hg + hh, base = (b * Tq * H + h) * D;
+    // the kv groups of heads [h0, h1), each with its nh heads in that range (from hlo)
+    for (int64_t g = a.h0 / hg; g * hg < a.h1; g++) {
+      const int64_t hlo = imax(a.h0, g * hg), nh = imin(a.h1, (g + 1) * hg) - hlo;
+      if (nh <= 0) continue;  // an empty range
+      for (int64_t hh = 0; hh < nh; hh++) {
+        const int64_t h = hlo + hh, base = (b * Tq * H + h) * D;
         pack_rows(Qp + hh * Tq * Dp, a.q + base, H * D, Tq, Tq, D, Dp);
         for (int64_t i = 0; i < Tq * Dp; i += W) vstore(Qp + hh * Tq * Dp + i, vmul(vload(Qp + hh * Tq * Dp + i), sl2));
         pack_rows(dOp + hh * Tq * Dp, a.dOut + base, H * D, Tq, Tq, D, Dp);
@@ -198,19 +202,19 @@ static void attnBackward(const AttnArgs& a) {
           dl[hh * Tq + t] = a.delta[(b * Tq + t) * H + h];
         }
       }
-      memset(dQw, 0, sizeof(float) * (size_t)(workers * hg * Tq * Dp));
+      memset(dQw, 0, sizeof(float) * (size_t)(workers * nh * Tq * Dp));
       // Query blocks of about SP_BWD_Q_BYTES (1 MiB) of packed Q and dO at a time: every key
       // tile then streams its queries from L2 instead of memory (dK/dV are flushed per block).
       for (int64_t i0 = 0; i0 < nQT; i0 += qTiles) {
-        BwdCtx c{&a, mask_of(a), b, g, hg, Dp, nQT, i0, imin(nQT, i0 + qTiles), Qp, dOp, nl, dl, qst, dQw};
+        BwdCtx c{&a, mask_of(a), b, g, nh, Dp, nQT, i0, imin(nQT, i0 + qTiles), Qp, dOp, nl, dl, qst, dQw};
         sp_parallel_for(nKT, bwd_item, &c);
       }
-      for (int64_t hh = 0; hh < hg; hh++) {
-        const int64_t h = g * hg + hh;
+      for (int64_t hh = 0; hh < nh; hh++) {
+        const int64_t h = hlo + hh;
         for (int64_t t = 0; t < Tq; t++) {
           float* dq = a.dq + ((b * Tq + t) * H + h) * D;
           for (int w = 0; w < workers; w++) {
-            const float* src = dQw + ((int64_t)w * hg * Tq + hh * Tq + t) * Dp;
+            const float* src = dQw + ((int64_t)w * nh * Tq + hh * Tq + t) * Dp;
             int64_t d = 0;
             for (; d < vfull(D); d += W) vstore(dq + d, vfma(sc, vload(src + d), vload(dq + d)));
             for (; d < D; d++) dq[d] += a.scale * src[d];

@@ -39,7 +39,7 @@ constexpr int64_t BCF = SP_BCF;
 struct FwdCtx {
   const AttnArgs* a;
   Mask mask;
-  int64_t b, g, hg, Dp, nQT, nKT;
+  int64_t b, g, h0, Dp, nQT, nKT;  // items: heads h0, h0 + 1, .. of kv group g, nQT query tiles each
   int64_t jt0, jt1;   // key tiles [jt0, jt1) folded by this pass
   const float* KT;    // [nKT][D][BCF]
   const float* Vp;    // [nKT*BCF][Dp]
@@ -120,7 +120,7 @@ static void fwd_item(void* vctx, int64_t item, int) {
   const FwdCtx& c = *(const FwdCtx*)vctx;
   const AttnArgs& a = *c.a;
   const int64_t D = a.D, Dp = c.Dp, H = a.H;
-  const int64_t h = c.g * c.hg + item / c.nQT, t0 = (item % c.nQT) * BRF;
+  const int64_t h = c.h0 + item / c.nQT, t0 = (item % c.nQT) * BRF;
   const int64_t br = imin(BRF, a.Tq - t0);
   const int64_t qs = H * D;  // row stride of q/out within a batch
   const float* Q = a.q + ((c.b * a.Tq + t0) * H + h) * D;
@@ -245,7 +245,10 @@ static void attnForward(const AttnArgs& a) {
   pos_to_float(kpf, a.kPos, a.Tk, nKT * BCF);  // positions are per token, shared by every b
   for (int64_t jt = 0; jt < nKT; jt++) kst[jt] = pos_stats(a.kPos + jt * BCF, imin(BCF, a.Tk - jt * BCF));
   for (int64_t b = 0; b < a.B; b++) {
-    for (int64_t g = a.g0; g < a.g1; g++) {
+    // the kv groups of heads [h0, h1), each with its heads in that range
+    for (int64_t g = a.h0 / hg; g * hg < a.h1; g++) {
+      const int64_t hlo = imax(a.h0, g * hg), nh = imin(a.h1, (g + 1) * hg) - hlo;
+      if (nh <= 0) continue;  // an empty range
       const float* k0 = a.k + (b * a.Tk * a.G + g) * a.D;
       const float* v0 = a.v + (b * a.Tk * a.G + g) * a.D;
       for (int64_t jt = 0; jt < nKT; jt++) {
@@ -257,8 +260,8 @@ static void attnForward(const AttnArgs& a) {
       // running (out, lse) of every query tile: each query tile streams K/V from L2 instead of
       // from memory once the whole block outgrows it (Ice Lake, N=16K, D=64: +5-9 %).
       for (int64_t j0 = 0; j0 < nKT; j0 += kvTiles) {
-        FwdCtx c{&a, mask_of(a), b, g, hg, Dp, nQT, nKT, j0, imin(nKT, j0 + kvTiles), KT, Vp, kpf, kst};
-        sp_parallel_for(hg * nQT, fwd_item, &c);
+        FwdCtx c{&a, mask_of(a), b, g, hlo, Dp, nQT, nKT, j0, imin(nKT, j0 + kvTiles), KT, Vp, kpf, kst};
+        sp_parallel_for(nh * nQT, fwd_item, &c);
       }
     }
   }

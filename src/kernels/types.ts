@@ -40,11 +40,13 @@ export interface AttnBlockDims {
   scale: number;
   mask: AttnMask;
   /**
-   * Only kv groups [from, to) and their H/G query heads each are computed; the other heads of
-   * out, lse (forward) and dq, dk, dv (backward) are left as they are. Default: all G. Lets ranks
-   * that share one [B, T, H, D] tensor each compute their own heads of it (Ulysses' zero-copy path).
+   * Only query heads [from, to) are computed; the other heads of out, lse (forward) and dq
+   * (backward) are left as they are, and dk, dv of a kv group take only those heads' terms (a
+   * group with none of them is left as it is). Default: all H. Lets ranks that share one
+   * [B, T, H, D] tensor each compute their own heads of it (Ulysses' shared path); a range that
+   * splits a kv group's heads leaves partial dk, dv sums for the caller to add up.
    */
-  groups?: { from: number; to: number };
+  heads?: { from: number; to: number };
 }
 
 export interface RowDims {

@@ -2,7 +2,7 @@
  * Ulysses without the all-to-alls, for ranks that share an address space (threads, inproc: the
  * group's peerBuffers). Instead of gathering heads of every member's tokens into a head-side
  * copy, the ranks run the attention kernels on the members' own sequence-side tensors
- * [B, T, H|G, D], one kv group at a time (AttnBlockDims.groups), writing that group's heads of
+ * [B, T, H|G, D], one kv group at a time (AttnBlockDims.heads: the group's heads), writing that group's heads of
  * the members' out, lse (forward) and dq, dk, dv (backward) in place. Every byte the exchange
  * copied twice (out of one tensor into another, then into the kernel's tiles) is read once, by the
  * kernel's own packing; a step's 9 exchanges per layer become 4 barriers.
@@ -75,7 +75,7 @@ export function ulyssesShared(group: Peers, kernels: Kernels, memberPositions: r
     // the mask positions, which keep documents apart, is blockDims')
     const keys = mp.map(sortedKeys);
     const allowed = (p: number, s: number) => attendsAny(mp[p]!, keys[s]!, bd.mask.causal, bd.mask.windowLeft);
-    const group1 = (g: number) => ({ ...bd, groups: { from: g, to: g + 1 } });
+    const group1 = (g: number) => ({ ...bd, heads: { from: g * (d.H / d.G), to: (g + 1) * (d.H / d.G) } });
     // forward items, largest first: query blocks with the most allowed key blocks first
     const work = (p: number) => memberPositions.reduce((n, _, s) => n + (allowed(p, s) ? 1 : 0), 0);
     const blocks = Array.from({ length: P }, (_, p) => p).sort((a, b) => work(b) - work(a) || a - b);

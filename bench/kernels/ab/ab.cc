@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
     AttnArgs a{};
     a.B = 1, a.Tq = c.N, a.Tk = c.N, a.H = c.H, a.G = c.H, a.D = c.D, a.scale = 1 / sqrtf((float)c.D), a.causal = c.causal;
     a.q = q.data(), a.k = k.data(), a.v = v.data(), a.qPos = pos.data(), a.kPos = pos.data();
-    a.g0 = 0, a.g1 = c.H;
+    a.h0 = 0, a.h1 = c.H;  // every head; builds before the head range read g0, g1 here: every group (G = H)
     // forward (from the empty running state), then delta = rowsum(dOut * out) for the backward
     std::vector<float> out(n), lse((size_t)c.N * c.H), delta((size_t)c.N * c.H);
     const auto fwd = [&](int b) {

@@ -10,11 +10,11 @@ import type { Buf } from '../../tensor/dtype.js';
 import type { AttnBlockDims, RowDims } from '../types.js';
 import { BC, BR, PARTIAL, SKIP, allowed, axpy4, axpyAt, dot4, dotAt, loadTile, tileKind, tileRanges } from './attention-tile.js';
 
-/** The kv groups a call computes (AttnBlockDims.groups; default all), checked. */
-export function groupRange(d: AttnBlockDims): [number, number] {
-  if (!d.groups) return [0, d.G];
-  const { from, to } = d.groups;
-  if (!(Number.isInteger(from) && Number.isInteger(to) && from >= 0 && from <= to && to <= d.G)) throw new RangeError(`attention: kv groups [${from}, ${to}) are not within [0, ${d.G})`);
+/** The query heads a call computes (AttnBlockDims.heads; default all), checked. */
+export function headRange(d: AttnBlockDims): [number, number] {
+  if (!d.heads) return [0, d.H];
+  const { from, to } = d.heads;
+  if (!(Number.isInteger(from) && Number.isInteger(to) && from >= 0 && from <= to && to <= d.H)) throw new RangeError(`attention: query heads [${from}, ${to}) are not within [0, ${d.H})`);
   return [from, to];
 }
 
@@ -53,9 +53,9 @@ export function attnForward(
   const vTile = new Float64Array(BC * D);
   const qStride = H * D; // between consecutive tokens of one head in q/out
   const kStride = G * D;
-  const [g0, g1] = groupRange(d);
+  const [h0, h1] = headRange(d);
   for (let b = 0; b < B; b++) {
-    for (let h = g0 * rep; h < g1 * rep; h++) {
+    for (let h = h0; h < h1; h++) {
       const kvBase = b * Tk * kStride + Math.floor(h / rep) * D;
       for (let qt = 0, i0 = 0; i0 < Tq; qt++, i0 += BR) {
         const nr = Math.min(BR, Tq - i0);
@@ -165,14 +165,15 @@ export function attnBackward(
   const pRow = new Float64Array(BC);
   const dsRow = new Float64Array(BC);
   const kStride = G * D;
-  const [g0, g1] = groupRange(d);
+  const [h0, h1] = headRange(d);
   for (let b = 0; b < B; b++) {
-    for (let gh = g0; gh < g1; gh++) {
+    // the kv groups of heads [h0, h1), each with its heads in that range
+    for (let gh = Math.floor(h0 / rep); gh * rep < h1; gh++) {
       for (let kt = 0, j0 = 0; j0 < Tk; kt++, j0 += BC) {
         const nc = Math.min(BC, Tk - j0);
         const kBase = (b * Tk + j0) * kStride + gh * D;
         let touched = false;
-        for (let h = gh * rep; h < (gh + 1) * rep; h++) {
+        for (let h = Math.max(h0, gh * rep); h < Math.min(h1, (gh + 1) * rep); h++) {
           for (let qt = 0, i0 = 0; i0 < Tq; qt++, i0 += BR) {
             const kind = tileKind(qr, qt, kr, kt, mask);
             if (kind === SKIP) continue;

@@ -54,10 +54,10 @@ export interface NativeAddon {
   /** copyRows from a peer's address under rawRead's protocol. */
   rawReadRows?(dst: ArrayBufferView, dRows: Int32Array | null, addr: number, sRows: Int32Array | null, n: number, row: number, add: boolean, ctl: Int32Array, readingIdx: number, closedIdx: number, seq: number, abortIdx: number): boolean;
   attnForward(out: F32, lse: F32, q: F32, k: F32, v: F32, qPos: Int32Array, kPos: Int32Array,
-    B: number, Tq: number, Tk: number, H: number, G: number, D: number, scale: number, causal: boolean, left: W, right: W, g0?: number, g1?: number): void;
+    B: number, Tq: number, Tk: number, H: number, G: number, D: number, scale: number, causal: boolean, left: W, right: W, h0?: number, h1?: number): void;
   attnBackward(dq: F32, dk: F32, dv: F32, dOut: F32, q: F32, k: F32, v: F32, out: F32, lse: F32, delta: F32,
     qPos: Int32Array, kPos: Int32Array, B: number, Tq: number, Tk: number, H: number, G: number, D: number,
-    scale: number, causal: boolean, left: W, right: W, g0?: number, g1?: number): void;
+    scale: number, causal: boolean, left: W, right: W, h0?: number, h1?: number): void;
   attnDelta(delta: F32, dOut: F32, out: F32, rows: number, D: number): void;
   attnMerge(out: F32, lse: F32, out2: F32, lse2: F32, rows: number, D: number): void;
   /** Forces a code path for this JS thread; throws if the CPU cannot run it. */

@@ -107,13 +107,13 @@ function makeKernels(a: NativeAddon): Kernels {
     attnForward(o, i, d) {
       if (!all32(o.out, o.lse, i.q, i.k, i.v)) return js.attnForward(o, i, d);
       a.attnForward(o.out as Float32Array, o.lse as Float32Array, i.q as Float32Array, i.k as Float32Array, i.v as Float32Array, i.qPos, i.kPos,
-        d.B, d.Tq, d.Tk, d.H, d.G, d.D, d.scale, d.mask.causal, d.mask.windowLeft, d.mask.windowRight, d.groups?.from, d.groups?.to);
+        d.B, d.Tq, d.Tk, d.H, d.G, d.D, d.scale, d.mask.causal, d.mask.windowLeft, d.mask.windowRight, d.heads?.from, d.heads?.to);
     },
     attnBackward(g, i, d) {
       if (!all32(g.dq, g.dk, g.dv, i.dOut, i.q, i.k, i.v, i.out, i.lse, i.delta)) return js.attnBackward(g, i, d);
       a.attnBackward(g.dq as Float32Array, g.dk as Float32Array, g.dv as Float32Array, i.dOut as Float32Array, i.q as Float32Array,
         i.k as Float32Array, i.v as Float32Array, i.out as Float32Array, i.lse as Float32Array, i.delta as Float32Array, i.qPos, i.kPos,
-        d.B, d.Tq, d.Tk, d.H, d.G, d.D, d.scale, d.mask.causal, d.mask.windowLeft, d.mask.windowRight, d.groups?.from, d.groups?.to);
+        d.B, d.Tq, d.Tk, d.H, d.G, d.D, d.scale, d.mask.causal, d.mask.windowLeft, d.mask.windowRight, d.heads?.from, d.heads?.to);
     },
     attnDelta(o, i, d) {
       if (!all32(o.delta, i.dOut, i.out)) return js.attnDelta(o, i, d);
