@@ -43,6 +43,8 @@ export interface SpStepArgs {
   replicated?: boolean;
   /** ulysses: exchange heads even though the threads transport shares memory (--no-shared-attention). */
   exchange?: boolean;
+  /** kv heads of the model (GQA; absent: the reference model's, one per query head). */
+  kvHeads?: number;
 }
 
 export interface SpStepResult {
@@ -71,7 +73,7 @@ export async function spStepEntry(world: World, a: SpStepArgs): Promise<SpStepRe
   const attn = createAttention(a.scheme, { sp: mesh.group('sp'), ulysses: mesh.group('ulysses'), ring: mesh.group('ring') }, kernels, { S: a.N, shared: !a.exchange });
   const pos = attn.layout.positions(mesh.group('sp').rank);
   const arena = new Arena('float32');
-  const config = a.window !== undefined ? { ...REFERENCE_MODEL, window: a.window } : REFERENCE_MODEL;
+  const config = { ...REFERENCE_MODEL, ...(a.window !== undefined ? { window: a.window } : {}), ...(a.kvHeads !== undefined ? { kvHeads: a.kvHeads } : {}) };
   // The optimizer as `seqpar train` runs it: sharded over the ranks of one sequence (ZeRO-1,
   // train/zero.ts) unless a.replicated.
   const shard = shared && !a.replicated;

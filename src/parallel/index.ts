@@ -186,14 +186,14 @@ export interface CostOptions {
    */
   savedSlot?: boolean;
   /**
-   * ulysses on a transport that shares memory (AttentionOptions.shared), kv heads split: 4
+   * ulysses on a transport that shares memory (AttentionOptions.shared), kv heads split or replicated: 4
    * barriers and no saved slot. The bytes the exchange would send still cross between the cores,
    * read and written by the kernels; the group's one-time peerBuffers mapping is not counted.
    */
   shared?: boolean;
 }
 
-/** Whether a ulysses plan takes the shared path (ulysses-shared.ts: kv heads split over P). */
+/** Whether a ulysses plan takes the shared path (ulysses-shared.ts: kv heads that split over P or that P replicates). */
 const sharedUlysses = (scheme: SchemeName, d: AttnDims, P: number, o: CostOptions) => scheme === 'ulysses' && !!o.shared && sharedApplies(d.G, P);
 
 /** Every collective call one rank makes for forward + backward, in call order. */

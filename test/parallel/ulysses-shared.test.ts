@@ -2,7 +2,9 @@
  * Ulysses' shared path (ulysses-shared.ts): every rank runs the kernels on the members' own
  * tensors for its kv groups. It equals single-device attention (out, lse, dq, dk, dv) like the
  * exchange does, on both transports (threads: bitwise the inproc result), with windows and
- * padding; its logs hold no all-to-all. Replicated kv heads (G < P) fall back to the exchange.
+ * padding, with kv heads that split over the ranks (G ≥ P) and that the exchange would replicate
+ * (G < P: chunks of a group's query heads, their dk, dv terms summed by the owner); its logs hold
+ * no all-to-all.
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -27,10 +29,10 @@ describe('Ulysses on shared tensors equals single-device attention', () => {
   const pool = new ThreadsPool(4);
   after(() => pool.close());
   for (const P of [2, 4]) {
-    it(`inproc P=${P}: f64 and f32, causal/full, G ∈ {P, H}, B ∈ {1, 2}: no all-to-all`, async () => {
+    it(`inproc P=${P}: f64 and f32, causal/full, G ∈ {1, 2, P, H}, B ∈ {1, 2}: no all-to-all`, async () => {
       for (const dtype of ['float64', 'float32'] as const) {
         for (const causal of [true, false]) {
-          for (const G of [P, 8]) {
+          for (const G of [...new Set([1, 2, P, 8])]) {
             for (const B of [1, 2]) {
               const got = await check({ B, S: 8 * P, H: 8, G, D: 4, causal, dtype }, P);
               assert.ok(!ops(got).has('allToAll'), `P=${P} G=${G}: the shared path exchanged heads`);
@@ -49,14 +51,17 @@ describe('Ulysses on shared tensors equals single-device attention', () => {
     await check({ B: 2, S: 21, H: 4, G: 4, D: 4, causal: true, dtype: 'float64' }, 2, { pad: true });
   });
 
-  it('replicated kv heads (G = 1 < P = 2) fall back to the exchange, still exact', async () => {
-    const got = await check({ B: 1, S: 16, H: 4, G: 1, D: 4, causal: true, dtype: 'float64' }, 2);
-    assert.ok(ops(got).has('allToAll'), 'G < P must exchange (two ranks would sum into one dk row)');
+  it('kv heads the exchange would replicate (G < P) take the shared path; G ∤ P and P ∤ G is still an error', async () => {
+    for (const [G, P] of [[1, 2], [1, 4], [2, 4]] as const) {
+      const got = await check({ B: 1, S: 4 * P, H: 4, G, D: 4, causal: true, dtype: 'float64' }, P);
+      assert.ok(!ops(got).has('allToAll'), `G=${G} P=${P}: exchanged heads`);
+    }
+    await assert.rejects(check({ B: 1, S: 12, H: 6, G: 2, D: 4, causal: true, dtype: 'float64' }, 3), /G=2/);
   });
 
-  it('threads P=4 (js kernels, one worker per rank): bitwise the inproc result, f32 and f64', async () => {
-    for (const dtype of ['float32', 'float64'] as const) {
-      const c: Case = { B: 2, S: 24, H: 8, G: 4, D: 4, causal: true, dtype };
+  it('threads P=4 (js kernels, one worker per rank): bitwise the inproc result, f32 and f64, G = 4 and G = 2 < P', async () => {
+    for (const [dtype, G] of [['float32', 4], ['float64', 4], ['float32', 2], ['float64', 2]] as const) {
+      const c: Case = { B: 2, S: 24, H: 8, G, D: 4, causal: true, dtype };
       const x = makeInputs(c, 5);
       const a = await distributedAttention({ scheme: 'ulysses', P: 4, ...x, ...c, shared: true });
       const b = await distributedAttention({ scheme: 'ulysses', P: 4, ...x, ...c, shared: true, transport: 'threads', pool, timeoutMs: 20_000 });
@@ -68,8 +73,8 @@ describe('Ulysses on shared tensors equals single-device attention', () => {
   it("native kernels (f32, inproc): the exchange's result, and single-device attention", { skip: 'kernels' in loadNativeKernels() ? false : 'native addon not built' }, async () => {
     const n = loadNativeKernels();
     if (!('kernels' in n)) return;
-    for (const causal of [true, false]) {
-      const c: Case = { B: 1, S: 64, H: 8, G: 4, D: 16, causal, dtype: 'float32' };
+    for (const [causal, G] of [[true, 4], [false, 4], [true, 1]] as const) {
+      const c: Case = { B: 1, S: 64, H: 8, G, D: 16, causal, dtype: 'float32' };
       const x = makeInputs(c, 3);
       const ref = kernelReference(c, x);
       const run = { scheme: 'ulysses' as const, P: 2, ...x, ...c, kernels: n.kernels };

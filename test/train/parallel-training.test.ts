@@ -53,9 +53,9 @@ describe('parallel training equals single-device training', () => {
     });
   }
 
-  for (const transport of ['inproc', 'threads'] as const) {
-    it(`ulysses sp=2 on ${transport}: the shared path (default) and the exchange (--no-shared-attention) train alike; the shared one keeps no saved slot`, async () => {
-      const o = base({ dtype: 'float64', transport, ranks: 2, sp: 2, spScheme: 'ulysses' });
+  for (const [transport, kvHeads] of [['inproc', 2], ['threads', 2], ['inproc', 1], ['threads', 1]] as const) {
+    it(`ulysses sp=2, G=${kvHeads}, on ${transport}: the shared path (default) and the exchange (--no-shared-attention) train alike; the shared one keeps no saved slot`, async () => {
+      const o = base({ dtype: 'float64', transport, ranks: 2, sp: 2, spScheme: 'ulysses', kvHeads });
       const ref = await single(o);
       const shared = await launchTraining(o, { returnParams: true });
       const exchange = await launchTraining({ ...o, sharedAttention: false }, { returnParams: true });
