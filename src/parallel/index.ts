@@ -18,7 +18,6 @@ import { allowedPairs, contiguousLayout, hybridLayout, padLayout, stripeLayout, 
 import { createLocalAttention } from './local.js';
 import { createRingAttention, ringLayout, ringSteps } from './ring.js';
 import { createUlyssesAttention, ulyssesSavedSizes, ulyssesSplits } from './ulysses.js';
-import { sharedApplies } from './ulysses-shared.js';
 import { allgatherLayout, createAllGatherAttention, type AllGatherLayout } from './allgather.js';
 import { createRsaAttention } from './rsa.js';
 import { createHybridAttention } from './hybrid.js';
@@ -193,8 +192,8 @@ export interface CostOptions {
   shared?: boolean;
 }
 
-/** Whether a ulysses plan takes the shared path (ulysses-shared.ts: kv heads that split over P or that P replicates). */
-const sharedUlysses = (scheme: SchemeName, d: AttnDims, P: number, o: CostOptions) => scheme === 'ulysses' && !!o.shared && sharedApplies(d.G, P);
+/** Whether a ulysses plan takes the shared path (ulysses-shared.ts: every head split Ulysses accepts, P > 1). */
+const sharedUlysses = (scheme: SchemeName, P: number, o: CostOptions) => scheme === 'ulysses' && !!o.shared && P > 1;
 
 /** Every collective call one rank makes for forward + backward, in call order. */
 export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOptions = {}): PlannedCall[] {
@@ -241,7 +240,8 @@ export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOpti
       return [...fwd, ...bwd];
     }
     case 'ulysses': {
-      if (sharedUlysses(scheme, d, P, o)) return Array.from({ length: 4 }, (): PlannedCall => ({ axis: 'sp', op: 'barrier', bufBytes: 0, P }));
+      ulyssesSplits(scheme, H, G, P, 'sp');
+      if (sharedUlysses(scheme, P, o)) return Array.from({ length: 4 }, (): PlannedCall => ({ axis: 'sp', op: 'barrier', bufBytes: 0, P }));
       const x = a2a('sp', P, T, H, G);
       return [...x.fwdIn, ...x.fwdOut, ...x.bwdIn, ...x.bwdOut];
     }
@@ -270,7 +270,7 @@ export function commPlan(scheme: SchemeName, d: AttnDims, P: number, o: CostOpti
 
 /** ulysses, hybrid: bytes of the saved slot (head-side q, k, v, out, lse) held from forward to backward. */
 function savedSlotBytes(scheme: SchemeName, d: AttnDims, P: number, o: CostOptions): number {
-  if (!(o.savedSlot ?? true) || (scheme !== 'ulysses' && scheme !== 'hybrid') || sharedUlysses(scheme, d, P, o)) return 0;
+  if (!(o.savedSlot ?? true) || (scheme !== 'ulysses' && scheme !== 'hybrid') || sharedUlysses(scheme, P, o)) return 0;
   const u = scheme === 'hybrid' ? o.ulysses! : P;
   const sizes = ulyssesSavedSizes(scheme, { ...d, T: d.S / P }, u, scheme === 'hybrid' ? 'ulysses' : 'sp');
   return sizes.reduce((a, b) => a + b, 0) * (o.bytesPerElement ?? 4);

@@ -19,8 +19,9 @@
  * barrier. Every item is one fixed sequence of kernel calls on the same inputs, whichever rank
  * runs it, so the results do not depend on the schedule, bit for bit.
  *
- * Every buffer of a call must be one the group can share (allocBuffer on threads, the model's
- * AttentionOp.ioAlloc); callers check with `usable`.
+ * So it runs every head split Ulysses accepts (ulyssesSplits checks it). Every buffer of a call
+ * must be one the group can share (allocBuffer on threads, the model's AttentionOp.ioAlloc);
+ * callers check with `usable`.
  */
 import type { Buf } from '../tensor/dtype.js';
 import type { Kernels } from '../kernels/types.js';
@@ -35,11 +36,6 @@ type Peers = ProcessGroup & Required<Pick<ProcessGroup, 'peerBuffers' | 'sharesB
 /** Whether `group` can map its members' buffers at all. */
 export function canShare(group: ProcessGroup): group is Peers {
   return typeof group.peerBuffers === 'function' && typeof group.sharesBuffer === 'function';
-}
-
-/** Whether the shared path runs a call with G kv heads over P ranks: kv heads that split over them or that each rank would replicate. */
-export function sharedApplies(G: number, P: number): boolean {
-  return P > 1 && (G % P === 0 || P % G === 0);
 }
 
 export function ulyssesShared(group: Peers, kernels: Kernels, memberPositions: readonly Int32Array[], scratch: Scratch) {
@@ -89,8 +85,8 @@ export function ulyssesShared(group: Peers, kernels: Kernels, memberPositions: r
   };
   return {
     /** Whether this path can run a call on these buffers (the same answer on every rank for the model's tensors). */
-    usable(d: AttnDims, bufs: Buf[]): boolean {
-      return sharedApplies(d.G, P) && bufs.every((b) => group.sharesBuffer(b));
+    usable(bufs: Buf[]): boolean {
+      return bufs.every((b) => group.sharesBuffer(b));
     },
 
     async forward(o: { out: Buf; lse: Buf }, i: { q: Buf; k: Buf; v: Buf }, d: AttnDims): Promise<void> {

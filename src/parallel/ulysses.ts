@@ -19,7 +19,7 @@ import type { ProcessGroup } from '../comm/types.js';
 import type { AttentionOp, AttnDims, SeqLayout } from './types.js';
 import { contiguousLayout } from './layout.js';
 import { checkShapes, localInner, type InnerAttention } from './local.js';
-import { canShare, sharedApplies, ulyssesShared } from './ulysses-shared.js';
+import { canShare, ulyssesShared } from './ulysses-shared.js';
 import { Scratch, a2aChunk, a2aMaps, kvHeadSplit, queryHeadSplit, type A2AMaps, type A2APart } from './util.js';
 
 /** Head splits of one Ulysses exchange; the error messages name the scheme and axis. */
@@ -185,20 +185,23 @@ export function createUlyssesAttention(
     scratch,
     positions: members[group.rank]!,
     // The shared path keeps nothing: backward reads the members' tensors where they are.
-    savedElements: (d) => (zc && sharedApplies(d.G, P) ? 0 : wrap.savedElements(d)),
+    savedElements: (d) => {
+      ulyssesSplits('ulysses', d.H, d.G, P);
+      return zc ? 0 : wrap.savedElements(d);
+    },
     ...(zc ? { ioAlloc: (dtype: 'float32' | 'float64', n: number) => group.allocBuffer(dtype, n) } : {}),
     async forward(o, i, d) {
       check(d);
       checkShapes('ulysses', d, { ...o, ...i });
       scratch.begin();
-      if (zc && !o.saved && zc.usable(d, [i.q, i.k, i.v, o.out, o.lse])) await zc.forward(o, i, d);
+      if (zc && !o.saved && zc.usable([i.q, i.k, i.v, o.out, o.lse])) await zc.forward(o, i, d);
       else await wrap.forward(o, i, d);
     },
     async backward(g, i, d) {
       check(d);
       checkShapes('ulysses', d, { ...g, ...i });
       scratch.begin();
-      if (zc && !i.saved && zc.usable(d, [i.dOut, i.q, i.k, i.v, i.out, i.lse, g.dq, g.dk, g.dv])) await zc.backward(g, i, d);
+      if (zc && !i.saved && zc.usable([i.dOut, i.q, i.k, i.v, i.out, i.lse, g.dq, g.dk, g.dv])) await zc.backward(g, i, d);
       else await wrap.backward(g, i, d);
     },
   };
